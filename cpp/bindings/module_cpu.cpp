@@ -1,0 +1,197 @@
+// simgap._C: converts NumPy arrays into the parameter structs of simgap/ops.h
+// and calls the CPU operations with the GIL released.  The Python layer
+// (python/simgap) validates every argument; the checks here only guard
+// against misuse of this private module (they raise, never crash).
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "simgap/ops.h"
+
+namespace py = pybind11;
+
+namespace {
+
+using simgap::KernelParams;
+using simgap::KernelType;
+using simgap::MatrixView;
+
+template <typename T>
+bool is_dtype(const py::array& a) {
+  return a.dtype().is(py::dtype::of<T>());
+}
+
+template <typename T>
+MatrixView<T> view2d(const py::array& a, const char* name) {
+  if (!is_dtype<T>(a)) throw std::invalid_argument(std::string(name) + ": unexpected dtype");
+  if (a.ndim() != 2) throw std::invalid_argument(std::string(name) + ": expected a 2-D array");
+  const auto item = static_cast<py::ssize_t>(sizeof(T));
+  if (a.strides(0) % item != 0 || a.strides(1) % item != 0)
+    throw std::invalid_argument(std::string(name) + ": strides must be multiples of the item size");
+  MatrixView<T> v;
+  v.ptr = static_cast<const T*>(a.data());
+  v.rows = a.shape(0);
+  v.cols = a.shape(1);
+  v.row_stride = a.strides(0) / item;
+  v.col_stride = a.strides(1) / item;
+  return v;
+}
+
+template <typename T>
+T* contiguous_ptr(py::array& a, py::ssize_t size, const char* name, bool writable) {
+  if (!is_dtype<T>(a)) throw std::invalid_argument(std::string(name) + ": unexpected dtype");
+  if (!(a.flags() & py::array::c_style)) throw std::invalid_argument(std::string(name) + ": must be C-contiguous");
+  if (a.size() != size) throw std::invalid_argument(std::string(name) + ": unexpected size");
+  if (writable && !a.writeable()) throw std::invalid_argument(std::string(name) + ": must be writeable");
+  return static_cast<T*>(a.mutable_data());
+}
+
+const double* optional_f64(const py::object& o, py::ssize_t size, const char* name) {
+  if (o.is_none()) return nullptr;
+  py::array a = o.cast<py::array>();
+  return contiguous_ptr<double>(a, size, name, false);
+}
+
+KernelParams make_kernel(int type, const std::vector<double>& scales, double gamma, double coef0,
+                         int degree) {
+  if (type < 0 || type > static_cast<int>(KernelType::Energy))
+    throw std::invalid_argument("kernel: unknown kernel type");
+  if (scales.empty() || scales.size() > static_cast<size_t>(simgap::kMaxBandwidths))
+    throw std::invalid_argument("bandwidth: between 1 and 32 scales are supported");
+  if (degree < 1) throw std::invalid_argument("degree: must be a positive integer");
+  KernelParams kp;
+  kp.type = static_cast<KernelType>(type);
+  kp.n_scales = static_cast<int>(scales.size());
+  for (size_t i = 0; i < scales.size(); ++i) kp.scale[i] = scales[i];
+  kp.gamma = gamma;
+  kp.coef0 = coef0;
+  kp.degree = degree;
+  return kp;
+}
+
+template <typename T>
+void fill_pair(simgap::PairParams<T>& p, const py::array& x, const py::array& y,
+               const py::object& center, const KernelParams& kp, bool same) {
+  p.x = view2d<T>(x, "x");
+  p.y = view2d<T>(y, "y");
+  if (p.x.cols != p.y.cols) throw std::invalid_argument("y: column count differs from x");
+  p.center = optional_f64(center, p.x.cols, "center");
+  p.kernel = kp;
+  p.same = same;
+}
+
+// Calls body<float>() or body<double>() by the dtype of x.
+template <typename F>
+auto by_dtype(const py::array& x, F&& body) {
+  if (is_dtype<float>(x)) return body(float{});
+  if (is_dtype<double>(x)) return body(double{});
+  throw std::invalid_argument("x: dtype must be float32 or float64");
+}
+
+void kernel_contract(py::array x, py::array y, py::array weights, py::array out, int kernel,
+                     std::vector<double> scales, double gamma, double coef0, int degree,
+                     py::object center, bool same) {
+  const KernelParams kp = make_kernel(kernel, scales, gamma, coef0, degree);
+  by_dtype(x, [&](auto tag) {
+    using T = decltype(tag);
+    simgap::ContractParams<T> p;
+    fill_pair(p, x, y, center, kp, same);
+    if (weights.ndim() != 2 || weights.shape(0) != p.y.rows)
+      throw std::invalid_argument("weights: expected shape (m, q)");
+    p.q = weights.shape(1);
+    p.weights = contiguous_ptr<T>(weights, p.y.rows * p.q, "weights", false);
+    p.out = contiguous_ptr<double>(out, p.x.rows * p.q, "out", true);
+    py::gil_scoped_release release;
+    simgap::cpu::kernel_contract<T>(p);
+  });
+}
+
+double kernel_sum(py::array x, py::array y, py::object a, py::object b, int kernel,
+                  std::vector<double> scales, double gamma, double coef0, int degree,
+                  py::object center, bool same, bool exclude_diagonal, bool symmetric) {
+  const KernelParams kp = make_kernel(kernel, scales, gamma, coef0, degree);
+  return by_dtype(x, [&](auto tag) {
+    using T = decltype(tag);
+    simgap::SumParams<T> p;
+    fill_pair(p, x, y, center, kp, same);
+    p.a = optional_f64(a, p.x.rows, "a");
+    p.b = optional_f64(b, p.y.rows, "b");
+    if (!same && (exclude_diagonal || symmetric))
+      throw std::invalid_argument("same: exclude_diagonal and symmetric need x and y to be the same points");
+    if (symmetric && a.ptr() != b.ptr()) throw std::invalid_argument("symmetric: needs a is b");
+    p.exclude_diagonal = exclude_diagonal;
+    p.symmetric = symmetric;
+    py::gil_scoped_release release;
+    return simgap::cpu::kernel_sum<T>(p);
+  });
+}
+
+void kernel_matrix(py::array x, py::array y, py::array out, int kernel, std::vector<double> scales,
+                   double gamma, double coef0, int degree, py::object center, bool same) {
+  const KernelParams kp = make_kernel(kernel, scales, gamma, coef0, degree);
+  by_dtype(x, [&](auto tag) {
+    using T = decltype(tag);
+    simgap::MatrixParams<T> p;
+    fill_pair(p, x, y, center, kp, same);
+    p.out = contiguous_ptr<T>(out, p.x.rows * p.y.rows, "out", true);
+    py::gil_scoped_release release;
+    simgap::cpu::kernel_matrix<T>(p);
+  });
+}
+
+void sliced_wasserstein(py::array x, py::array y, py::array projections, py::object a,
+                        py::object b, double p_exp, py::object center, py::array out) {
+  by_dtype(x, [&](auto tag) {
+    using T = decltype(tag);
+    simgap::SlicedParams<T> p;
+    p.x = view2d<T>(x, "x");
+    p.y = view2d<T>(y, "y");
+    if (p.x.cols != p.y.cols) throw std::invalid_argument("y: column count differs from x");
+    if (p.x.rows == 0 || p.y.rows == 0) throw std::invalid_argument("x, y: need at least one row");
+    if (projections.ndim() != 2 || projections.shape(0) != p.x.cols)
+      throw std::invalid_argument("projections: expected shape (d, L)");
+    p.n_projections = projections.shape(1);
+    p.projections = contiguous_ptr<double>(projections, p.x.cols * p.n_projections, "projections", false);
+    p.center = optional_f64(center, p.x.cols, "center");
+    p.a = optional_f64(a, p.x.rows, "a");
+    p.b = optional_f64(b, p.y.rows, "b");
+    if (!(p_exp >= 1.0)) throw std::invalid_argument("p: must be >= 1");
+    p.p = p_exp;
+    p.out = contiguous_ptr<double>(out, p.n_projections, "out", true);
+    py::gil_scoped_release release;
+    simgap::cpu::sliced_wasserstein<T>(p);
+  });
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "simgap CPU kernels (private: use the functions in the simgap package)";
+  m.def("kernel_contract", &kernel_contract, py::arg("x"), py::arg("y"), py::arg("weights"),
+        py::arg("out"), py::arg("kernel"), py::arg("scales"), py::arg("gamma"), py::arg("coef0"),
+        py::arg("degree"), py::arg("center"), py::arg("same"));
+  m.def("kernel_sum", &kernel_sum, py::arg("x"), py::arg("y"), py::arg("a"), py::arg("b"),
+        py::arg("kernel"), py::arg("scales"), py::arg("gamma"), py::arg("coef0"),
+        py::arg("degree"), py::arg("center"), py::arg("same"), py::arg("exclude_diagonal"),
+        py::arg("symmetric"));
+  m.def("kernel_matrix", &kernel_matrix, py::arg("x"), py::arg("y"), py::arg("out"),
+        py::arg("kernel"), py::arg("scales"), py::arg("gamma"), py::arg("coef0"),
+        py::arg("degree"), py::arg("center"), py::arg("same"));
+  m.def("sliced_wasserstein", &sliced_wasserstein, py::arg("x"), py::arg("y"),
+        py::arg("projections"), py::arg("a"), py::arg("b"), py::arg("p"), py::arg("center"),
+        py::arg("out"));
+  m.def("isa", &simgap::cpu::isa_name, "Instruction set the CPU tile loops dispatched to.");
+  m.def("max_threads", &simgap::cpu::max_threads, "Threads an operation will use.");
+#if defined(_OPENMP)
+  m.attr("openmp") = true;
+#else
+  m.attr("openmp") = false;
+#endif
+  m.attr("kernel_types") = py::dict(py::arg("gaussian") = 0, py::arg("laplacian") = 1,
+                                    py::arg("imq") = 2, py::arg("polynomial") = 3,
+                                    py::arg("linear") = 4, py::arg("energy") = 5);
+}

@@ -1,0 +1,71 @@
+// Parameter structs and declarations of the CPU operations.  The CUDA
+// launchers in cuda/include/simgap/ take the same structs.
+#pragma once
+
+#include <cstdint>
+
+#include "simgap/common.h"
+
+namespace simgap {
+
+// What every pairwise operation between the rows of x (n x d) and the rows of
+// y (m x d) needs.
+template <typename T>
+struct PairParams {
+  MatrixView<T> x;                 // n x d
+  MatrixView<T> y;                 // m x d
+  const double* center = nullptr;  // length d, subtracted from x and y rows (distance kernels); may be null
+  KernelParams kernel;
+  bool same = false;               // x and y are the same points: d(x_i, y_i) = 0 exactly
+};
+
+// out (n x q, row-major, float64) += K(x, y) @ weights (m x q, row-major, T).
+template <typename T>
+struct ContractParams : PairParams<T> {
+  const T* weights = nullptr;
+  int64_t q = 1;
+  double* out = nullptr;
+};
+
+// Returns sum_ij a_i K(x_i, y_j) b_j in float64.
+template <typename T>
+struct SumParams : PairParams<T> {
+  const double* a = nullptr;       // length n, null means all ones
+  const double* b = nullptr;       // length m, null means all ones
+  bool exclude_diagonal = false;   // skip i == j (requires same)
+  bool symmetric = false;          // same && a == b: evaluate only the upper block triangle
+};
+
+// out (n x m, row-major, T) = K(x, y).
+template <typename T>
+struct MatrixParams : PairParams<T> {
+  T* out = nullptr;
+};
+
+// out[l] = W_p^p(theta_l^T x, theta_l^T y) for each of the L directions.
+template <typename T>
+struct SlicedParams {
+  MatrixView<T> x;                      // n x d
+  MatrixView<T> y;                      // m x d
+  const double* center = nullptr;      // length d, subtracted before projecting; may be null
+  const double* projections = nullptr;  // d x L, row-major (column l is theta_l)
+  int64_t n_projections = 0;
+  const double* a = nullptr;            // x weights (length n, sum 1), null = uniform
+  const double* b = nullptr;            // y weights (length m, sum 1), null = uniform
+  double p = 2.0;
+  double* out = nullptr;                // length L
+};
+
+namespace cpu {
+template <typename T> void kernel_contract(const ContractParams<T>& p);
+template <typename T> double kernel_sum(const SumParams<T>& p);
+template <typename T> void kernel_matrix(const MatrixParams<T>& p);
+template <typename T> void sliced_wasserstein(const SlicedParams<T>& p);
+
+// The instruction set the tile loops were dispatched to ("avx512", "avx2", "generic").
+const char* isa_name();
+// Threads an operation will use (OpenMP's current setting; 1 without OpenMP).
+int max_threads();
+}  // namespace cpu
+
+}  // namespace simgap

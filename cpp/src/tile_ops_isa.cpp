@@ -1,0 +1,197 @@
+// Tile loops for one instruction set.  CMake compiles this file once per
+// instruction set with SIMGAP_ISA_NS, SIMGAP_VEC_BYTES and SIMGAP_MR defined
+// (see CMakeLists.txt); everything here lives in that namespace and uses no
+// standard-library templates, so no code for a wider instruction set can be
+// shared with the generic build.
+#include <cstdint>
+
+#include "simgap/common.h"
+#include "simgap/kernel_math.h"
+#include "tile_ops.h"
+
+#if !defined(SIMGAP_ISA_NS) || !defined(SIMGAP_ISA_TAG) || !defined(SIMGAP_VEC_BYTES) || !defined(SIMGAP_MR)
+#error "SIMGAP_ISA_NS, SIMGAP_ISA_TAG, SIMGAP_VEC_BYTES and SIMGAP_MR must be defined by the build"
+#endif
+#define SIMGAP_STR_(x) #x
+#define SIMGAP_STR(x) SIMGAP_STR_(x)
+
+namespace simgap {
+namespace cpu {
+namespace SIMGAP_ISA_NS {
+
+namespace {
+
+template <typename T>
+struct Panels {
+  static constexpr int NR = 2 * SIMGAP_VEC_BYTES / static_cast<int>(sizeof(T));
+  static constexpr int MR = SIMGAP_MR;
+  static_assert(kTile % NR == 0 && kTile % MR == 0, "tile must hold whole panels");
+};
+
+template <typename T>
+void pack(const MatrixView<T>& v, const double* center, int64_t r0, int64_t rows, int panel,
+          T* buf, T* norms) {
+  const int64_t d = v.cols;
+  const int64_t padded = (rows + panel - 1) / panel * panel;
+  for (int64_t r = 0; r < padded; ++r) {
+    const int64_t p = r / panel, i = r % panel;
+    T* dst = buf + p * d * panel + i;
+    double s = 0.0;
+    if (r < rows) {
+      const T* src = v.ptr + (r0 + r) * v.row_stride;
+      for (int64_t k = 0; k < d; ++k) {
+        const T val = center ? T(double(src[k * v.col_stride]) - center[k]) : src[k * v.col_stride];
+        dst[k * panel] = val;
+        s += double(val) * double(val);
+      }
+    } else {
+      for (int64_t k = 0; k < d; ++k) dst[k * panel] = T(0);
+    }
+    norms[r] = T(s);
+  }
+}
+
+// Register-blocked MR x NR block of inner products over the packed panels.
+template <typename T, int MR, int NR>
+inline void micro_gram(const T* __restrict a, const T* __restrict b, int64_t d,
+                       T (&acc)[MR][NR]) {
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) acc[i][j] = T(0);
+  for (int64_t k = 0; k < d; ++k) {
+    const T* __restrict ak = a + k * MR;
+    const T* __restrict bk = b + k * NR;
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const T av = ak[i];
+#pragma omp simd
+      for (int j = 0; j < NR; ++j) acc[i][j] += av * bk[j];
+    }
+  }
+}
+
+template <KernelType KT, typename T>
+void kernel_tile_impl(const KernelParams& kp, const T* xp, const T* xn, int64_t ni, const T* yp,
+                      const T* yn, int64_t nj, int64_t d, T* K, int64_t ldk) {
+  constexpr int MR = Panels<T>::MR, NR = Panels<T>::NR;
+  const int64_t pi = (ni + MR - 1) / MR, pj = (nj + NR - 1) / NR;
+  for (int64_t jp = 0; jp < pj; ++jp) {
+    const T* b = yp + jp * d * NR;
+    const T* ynj = yn + jp * NR;
+    const int64_t jn = (nj - jp * NR) < NR ? (nj - jp * NR) : NR;
+    for (int64_t ip = 0; ip < pi; ++ip) {
+      T acc[MR][NR];
+      micro_gram<T, MR, NR>(xp + ip * d * MR, b, d, acc);
+      const int64_t in = (ni - ip * MR) < MR ? (ni - ip * MR) : MR;
+      for (int i = 0; i < in; ++i) {
+        const T xni = xn[ip * MR + i];
+        T* __restrict row = K + (ip * MR + i) * ldk + jp * NR;
+        if (jn == NR) {
+#pragma omp simd
+          for (int j = 0; j < NR; ++j) {
+            T d2 = xni + ynj[j] - T(2) * acc[i][j];
+            d2 = d2 > T(0) ? d2 : T(0);
+            row[j] = kernel_value<KT, T>(d2, acc[i][j], kp);
+          }
+        } else {
+          for (int j = 0; j < jn; ++j) {
+            T d2 = xni + ynj[j] - T(2) * acc[i][j];
+            d2 = d2 > T(0) ? d2 : T(0);
+            row[j] = kernel_value<KT, T>(d2, acc[i][j], kp);
+          }
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+void kernel_tile(const KernelParams& kp, const T* xp, const T* xn, int64_t ni, const T* yp,
+                 const T* yn, int64_t nj, int64_t d, T* K, int64_t ldk) {
+  // The type was validated by the caller; no exceptions are thrown here.
+  switch (kp.type) {
+    case KernelType::Gaussian:
+      return kernel_tile_impl<KernelType::Gaussian, T>(kp, xp, xn, ni, yp, yn, nj, d, K, ldk);
+    case KernelType::Laplacian:
+      return kernel_tile_impl<KernelType::Laplacian, T>(kp, xp, xn, ni, yp, yn, nj, d, K, ldk);
+    case KernelType::IMQ:
+      return kernel_tile_impl<KernelType::IMQ, T>(kp, xp, xn, ni, yp, yn, nj, d, K, ldk);
+    case KernelType::Polynomial:
+      return kernel_tile_impl<KernelType::Polynomial, T>(kp, xp, xn, ni, yp, yn, nj, d, K, ldk);
+    case KernelType::Linear:
+      return kernel_tile_impl<KernelType::Linear, T>(kp, xp, xn, ni, yp, yn, nj, d, K, ldk);
+    case KernelType::Energy:
+      return kernel_tile_impl<KernelType::Energy, T>(kp, xp, xn, ni, yp, yn, nj, d, K, ldk);
+  }
+}
+
+template <typename T>
+void contract_tile(const T* K, int64_t ldk, int64_t ni, int64_t nj, const T* bt, int64_t ldb,
+                   int64_t q, double* out, int64_t ldo) {
+  for (int64_t i = 0; i < ni; ++i) {
+    const T* __restrict row = K + i * ldk;
+    for (int64_t c = 0; c < q; ++c) {
+      const T* __restrict w = bt + c * ldb;
+      T s = T(0);
+#pragma omp simd reduction(+ : s)
+      for (int64_t j = 0; j < nj; ++j) s += row[j] * w[j];
+      out[i * ldo + c] += double(s);
+    }
+  }
+}
+
+template <typename T>
+double sum_tile(const T* K, int64_t ldk, int64_t ni, int64_t nj, const double* a, const T* b) {
+  double total = 0.0;
+  for (int64_t i = 0; i < ni; ++i) {
+    const T* __restrict row = K + i * ldk;
+    T s = T(0);
+#pragma omp simd reduction(+ : s)
+    for (int64_t j = 0; j < nj; ++j) s += row[j] * b[j];
+    total += (a ? a[i] : 1.0) * double(s);
+  }
+  return total;
+}
+
+template <typename T>
+void project(const T* rows, int64_t ni, int64_t d, const T* theta, int64_t L, T* out,
+             int64_t ldo) {
+  for (int64_t i = 0; i < ni; ++i) {
+    const T* __restrict r = rows + i * d;
+    for (int64_t l = 0; l < L; ++l) {
+      const T* __restrict t = theta + l * d;
+      T s = T(0);
+#pragma omp simd reduction(+ : s)
+      for (int64_t k = 0; k < d; ++k) s += r[k] * t[k];
+      out[l * ldo + i] = s;
+    }
+  }
+}
+
+template <typename T>
+TileOps<T> make_ops() {
+  TileOps<T> ops;
+  ops.isa = SIMGAP_STR(SIMGAP_ISA_TAG);
+  ops.mr = Panels<T>::MR;
+  ops.nr = Panels<T>::NR;
+  ops.pack = &pack<T>;
+  ops.kernel_tile = &kernel_tile<T>;
+  ops.contract_tile = &contract_tile<T>;
+  ops.sum_tile = &sum_tile<T>;
+  ops.project = &project<T>;
+  return ops;
+}
+
+}  // namespace
+
+const TileOps<float>& ops_f32() {
+  static const TileOps<float> ops = make_ops<float>();
+  return ops;
+}
+const TileOps<double>& ops_f64() {
+  static const TileOps<double> ops = make_ops<double>();
+  return ops;
+}
+
+}  // namespace SIMGAP_ISA_NS
+}  // namespace cpu
+}  // namespace simgap

@@ -1,0 +1,33 @@
+"""simgap: measure and close the gap between synthetic and real data in the
+latent space of your own model.
+
+The distance kernels are fused and tiled C++ (``simgap._C``; ``simgap._cuda``
+when built with CUDA): a kernel matrix between n and m points is never formed
+unless :func:`kernel_matrix` is asked for it.
+"""
+
+from importlib.metadata import PackageNotFoundError, version as _version
+
+from ._backend import backends, build_info
+from .kernels import KERNELS, kernel_contract, kernel_matrix, median_bandwidth
+from .mmd import mmd2, mmd2_batch
+from .sliced import random_projections, sliced_wasserstein
+
+try:
+    __version__ = _version("simgap")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0+unknown"
+
+__all__ = [
+    "KERNELS",
+    "__version__",
+    "backends",
+    "build_info",
+    "kernel_contract",
+    "kernel_matrix",
+    "median_bandwidth",
+    "mmd2",
+    "mmd2_batch",
+    "random_projections",
+    "sliced_wasserstein",
+]

@@ -1,0 +1,114 @@
+"""The compiled modules and device dispatch, in one place.
+
+``simgap._C`` (CPU) is always built.  ``simgap._cuda`` exists only when the
+package was built with a CUDA toolkit; a failed import leaves it ``None`` and
+:func:`backends` says so.  Device dispatch never falls back silently: a CUDA
+tensor given to a build without CUDA is an error that says how to rebuild.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import _C
+
+try:  # the CUDA module is optional
+    from . import _cuda  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - depends on the build
+    _cuda = None
+
+__all__ = ["backends", "device_of"]
+
+_REBUILD = (
+    "simgap was built without CUDA support. Rebuild it on a machine with the CUDA "
+    "toolkit (nvcc on PATH): SIMGAP_CUDA=ON pip install --no-build-isolation --force-reinstall ."
+)
+
+
+def backends() -> dict[str, bool]:
+    """Which compute backends this build of simgap has.
+
+    Returns
+    -------
+    dict
+        ``{"cpu": True, "cuda": bool}``. ``"cuda"`` is True when the CUDA module
+        was built *and* the CUDA runtime sees at least one device.
+
+    Examples
+    --------
+    >>> import simgap
+    >>> simgap.backends()["cpu"]
+    True
+    """
+    cuda = False
+    if _cuda is not None:
+        try:
+            cuda = _cuda.device_count() > 0
+        except Exception:  # pragma: no cover - driver trouble means no usable GPU
+            cuda = False
+    return {"cpu": True, "cuda": cuda}
+
+
+def build_info() -> dict[str, Any]:
+    """Details of this build: instruction set, threads, OpenMP, CUDA module."""
+    info: dict[str, Any] = {
+        "cpu_isa": _C.isa(),
+        "openmp": bool(_C.openmp),
+        "threads": int(_C.max_threads()),
+        "cuda_module": _cuda is not None,
+    }
+    if _cuda is not None:
+        info["cuda_runtime_version"] = int(_cuda.runtime_version())
+        info["cuda_driver_version"] = int(_cuda.driver_version())
+        info["cuda_devices"] = int(_cuda.device_count())
+    return info
+
+
+def _is_torch_tensor(obj: Any) -> bool:
+    mod = type(obj).__module__
+    if not (mod.startswith("torch") or mod == "torch"):
+        return False
+    import torch
+
+    return isinstance(obj, torch.Tensor)
+
+
+def device_of(**arrays: Any) -> str:
+    """The device all the given inputs live on: ``"cpu"`` or ``"cuda:N"``.
+
+    NumPy arrays and anything that is not a torch tensor count as CPU.  Inputs
+    on different devices raise ValueError naming them; a CUDA tensor with a
+    build that has no CUDA module raises RuntimeError saying how to rebuild.
+    """
+    devices: dict[str, str] = {}
+    for name, obj in arrays.items():
+        if obj is None:
+            continue
+        if _is_torch_tensor(obj):
+            dev = obj.device
+            if dev.type == "cpu":
+                devices[name] = "cpu"
+            elif dev.type == "cuda":
+                devices[name] = f"cuda:{dev.index if dev.index is not None else 0}"
+            else:
+                raise ValueError(f"{name} is on device {dev}; simgap supports CPU and CUDA tensors")
+        else:
+            devices[name] = "cpu"
+    found = sorted(set(devices.values()))
+    if len(found) > 1:
+        where = ", ".join(f"{k} on {v}" for k, v in devices.items())
+        raise ValueError(f"inputs are on different devices ({where}); move them to one device")
+    device = found[0] if found else "cpu"
+    if device.startswith("cuda") and _cuda is None:
+        first = next(k for k, v in devices.items() if v == device)
+        raise RuntimeError(f"{first} is a CUDA tensor but {_REBUILD}")
+    return device
+
+
+def require_cpu(op: str, device: str) -> None:
+    """Raise for operations that have no CUDA implementation in this build."""
+    if device != "cpu":
+        raise NotImplementedError(
+            f"simgap.{op} has no CUDA implementation in this version; "
+            "pass CPU arrays (tensor.cpu()) instead"
+        )

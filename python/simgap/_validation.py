@@ -1,0 +1,162 @@
+"""Validation at the public boundary: every public function checks its inputs
+here and names the offending argument; the compiled kernels trust what they get.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Sequence
+
+import numpy as np
+
+from ._backend import _is_torch_tensor
+
+# Rows checked for NaN/Inf per step, so the check never allocates more than a
+# few MB whatever the input size.
+_FINITE_CHUNK_ELEMENTS = 1 << 22
+
+
+def as_matrix(x: Any, name: str) -> np.ndarray:
+    """A 2-D float32/float64 NumPy view of ``x`` (copied only when needed).
+
+    Integer and boolean inputs become float64, float16 becomes float32; complex,
+    object and string dtypes raise TypeError; non-2-D, empty or non-finite
+    inputs raise ValueError.
+    """
+    if x is None:
+        raise TypeError(f"{name} must be an array of shape (n_samples, n_features), got None")
+    if _is_torch_tensor(x):
+        if x.device.type != "cpu":
+            raise ValueError(f"{name} is on {x.device}; this function needs CPU data")
+        if x.is_complex():
+            raise TypeError(f"{name} has complex dtype {x.dtype}; expected real floating point")
+        x = x.detach()
+        if x.dtype in (_torch().float16, _torch().bfloat16):
+            x = x.float()
+        x = x.resolve_conj().resolve_neg().numpy()
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{name} could not be converted to an array: {exc}") from None
+    kind = arr.dtype.kind
+    if kind == "c":
+        raise TypeError(f"{name} has complex dtype {arr.dtype}; expected real floating point")
+    if kind in "biu":
+        arr = arr.astype(np.float64)
+    elif kind == "f":
+        if arr.dtype.itemsize < 4:
+            arr = arr.astype(np.float32)
+        elif arr.dtype.itemsize > 8:
+            arr = arr.astype(np.float64)
+    else:
+        raise TypeError(
+            f"{name} has dtype {arr.dtype}; expected a real numeric dtype (float32 or float64)"
+        )
+    if arr.ndim != 2:
+        raise ValueError(
+            f"{name} must be a 2-D array of shape (n_samples, n_features); got {arr.ndim}-D "
+            f"with shape {arr.shape}"
+        )
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} has 0 rows; at least one sample is needed")
+    if arr.shape[1] == 0:
+        raise ValueError(f"{name} has 0 columns; at least one feature is needed")
+    if not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    if any(s % arr.itemsize for s in arr.strides):
+        arr = np.ascontiguousarray(arr)
+    check_finite(arr, name)
+    return arr
+
+
+def check_finite(arr: np.ndarray, name: str) -> None:
+    rows = max(1, _FINITE_CHUNK_ELEMENTS // max(1, arr.shape[-1]))
+    for start in range(0, arr.shape[0], rows):
+        if not np.isfinite(arr[start : start + rows]).all():
+            block = arr[start : start + rows]
+            bad = np.argwhere(~np.isfinite(block))[0]
+            where = (start + int(bad[0]),) + tuple(int(b) for b in bad[1:])
+            raise ValueError(f"{name} contains NaN or Inf (first at index {where})")
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def common_dtype(*arrays: np.ndarray) -> np.dtype:
+    """float64 if any input is float64, else float32."""
+    if any(a.dtype == np.float64 for a in arrays):
+        return np.dtype(np.float64)
+    return np.dtype(np.float32)
+
+
+def cast(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    return arr if arr.dtype == dtype else arr.astype(dtype)
+
+
+def check_same_features(x: np.ndarray, y: np.ndarray, xname: str = "x", yname: str = "y") -> None:
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(
+            f"{xname} has {x.shape[1]} columns but {yname} has {y.shape[1]}; "
+            "both must have the same number of features"
+        )
+
+
+def as_weights(w: Any, n: int, name: str) -> np.ndarray | None:
+    """Non-negative sample weights of length n, normalised to sum 1 (float64)."""
+    if w is None:
+        return None
+    if _is_torch_tensor(w):
+        w = w.detach().cpu().numpy()
+    arr = np.asarray(w)
+    if arr.dtype.kind == "c" or arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be real numbers, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D of length {n}; got shape {arr.shape}")
+    if arr.shape[0] != n:
+        raise ValueError(f"{name} has length {arr.shape[0]} but the data has {n} rows")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or Inf")
+    if (arr < 0).any():
+        raise ValueError(f"{name} must be non-negative; found {arr.min()}")
+    total = arr.sum()
+    if not total > 0:
+        raise ValueError(f"{name} are all zero; at least one weight must be positive")
+    return np.ascontiguousarray(arr / total)
+
+
+def as_positive_int(value: Any, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def as_real(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value
+
+
+def same_memory(x: np.ndarray, y: np.ndarray) -> bool:
+    """True when x and y are views of exactly the same elements."""
+    return (
+        x.shape == y.shape
+        and x.dtype == y.dtype
+        and x.strides == y.strides
+        and x.__array_interface__["data"][0] == y.__array_interface__["data"][0]
+    )
+
+
+def pooled_mean(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """Mean of all rows of all arrays, accumulated in float64 (no pooled copy)."""
+    total = sum(a.sum(axis=0, dtype=np.float64) for a in arrays)
+    count = sum(a.shape[0] for a in arrays)
+    return np.ascontiguousarray(total / count, dtype=np.float64)
