@@ -32,22 +32,51 @@ template <typename T>
 void pack(const MatrixView<T>& v, const double* center, int64_t r0, int64_t rows, int panel,
           T* buf, T* norms) {
   const int64_t d = v.cols;
-  const int64_t padded = (rows + panel - 1) / panel * panel;
-  for (int64_t r = 0; r < padded; ++r) {
-    const int64_t p = r / panel, i = r % panel;
-    T* dst = buf + p * d * panel + i;
-    double s = 0.0;
-    if (r < rows) {
-      const T* src = v.ptr + (r0 + r) * v.row_stride;
-      for (int64_t k = 0; k < d; ++k) {
-        const T val = center ? T(double(src[k * v.col_stride]) - center[k]) : src[k * v.col_stride];
-        dst[k * panel] = val;
-        s += double(val) * double(val);
+  const int64_t cs = v.col_stride;
+  constexpr int64_t kChunk = 64;
+  constexpr int kMaxPanel = 32;
+  // Rows of one panel are gathered (centred, converted) into tmp, then written
+  // out k-major with sequential stores.
+  alignas(64) T tmp[kMaxPanel * kChunk];
+  double sq[kMaxPanel];
+  const int64_t npanels = (rows + panel - 1) / panel;
+  for (int64_t p = 0; p < npanels; ++p) {
+    const int64_t pr = (rows - p * panel) < panel ? (rows - p * panel) : panel;
+    for (int i = 0; i < panel; ++i) sq[i] = 0.0;
+    T* dst = buf + p * d * panel;
+    for (int64_t k0 = 0; k0 < d; k0 += kChunk) {
+      const int64_t kn = (d - k0) < kChunk ? (d - k0) : kChunk;
+      for (int64_t i = 0; i < panel; ++i) {
+        T* t = tmp + i * kChunk;
+        if (i >= pr) {
+          for (int64_t k = 0; k < kn; ++k) t[k] = T(0);
+          continue;
+        }
+        const T* sk = v.ptr + (r0 + p * panel + i) * v.row_stride + k0 * cs;
+        if (center != nullptr) {
+          const double* ck = center + k0;
+          if (cs == 1) {
+#pragma omp simd
+            for (int64_t k = 0; k < kn; ++k) t[k] = T(double(sk[k]) - ck[k]);
+          } else {
+            for (int64_t k = 0; k < kn; ++k) t[k] = T(double(sk[k * cs]) - ck[k]);
+          }
+        } else if (cs == 1) {
+#pragma omp simd
+          for (int64_t k = 0; k < kn; ++k) t[k] = sk[k];
+        } else {
+          for (int64_t k = 0; k < kn; ++k) t[k] = sk[k * cs];
+        }
+        double s = 0.0;
+#pragma omp simd reduction(+ : s)
+        for (int64_t k = 0; k < kn; ++k) s += double(t[k]) * double(t[k]);
+        sq[i] += s;
       }
-    } else {
-      for (int64_t k = 0; k < d; ++k) dst[k * panel] = T(0);
+      T* dk = dst + k0 * panel;
+      for (int64_t k = 0; k < kn; ++k)
+        for (int64_t i = 0; i < panel; ++i) dk[k * panel + i] = tmp[i * kChunk + k];
     }
-    norms[r] = T(s);
+    for (int64_t i = 0; i < panel; ++i) norms[p * panel + i] = T(sq[i]);
   }
 }
 
@@ -69,10 +98,52 @@ inline void micro_gram(const T* __restrict a, const T* __restrict b, int64_t d,
   }
 }
 
+// In place: row[j] holds ||x-y||^2 (distance kernels) or <x,y> (the others)
+// and becomes k(x, y).  Loops are kept free of inner loops so they vectorise.
+template <KernelType KT, typename T>
+void apply_kernel_row(const KernelParams& kp, T* __restrict row, int64_t len) {
+  if constexpr (KT == KernelType::Gaussian) {
+    if (kp.n_scales == 1) {
+      const T c = T(-kp.scale[0]);
+#pragma omp simd
+      for (int64_t j = 0; j < len; ++j) row[j] = exp_approx(row[j] * c);
+    } else {
+      alignas(64) T acc[kTile];
+      alignas(64) T d2[kTile];
+      for (int64_t j0 = 0; j0 < len; j0 += kTile) {
+        const int64_t jn = (len - j0) < kTile ? (len - j0) : kTile;
+#pragma omp simd
+        for (int64_t j = 0; j < jn; ++j) { d2[j] = row[j0 + j]; acc[j] = T(0); }
+        for (int s = 0; s < kp.n_scales; ++s) {
+          const T c = T(-kp.scale[s]);
+#pragma omp simd
+          for (int64_t j = 0; j < jn; ++j) acc[j] += exp_approx(d2[j] * c);
+        }
+#pragma omp simd
+        for (int64_t j = 0; j < jn; ++j) row[j0 + j] = acc[j];
+      }
+    }
+  } else if constexpr (KT == KernelType::Polynomial) {
+    const T gm = T(kp.gamma), c0 = T(kp.coef0);
+    if (kp.degree == 3) {
+#pragma omp simd
+      for (int64_t j = 0; j < len; ++j) { const T b = gm * row[j] + c0; row[j] = b * b * b; }
+    } else {
+      for (int64_t j = 0; j < len; ++j) row[j] = int_pow(gm * row[j] + c0, kp.degree);
+    }
+  } else if constexpr (KT == KernelType::Linear) {
+    (void)kp; (void)row; (void)len;
+  } else {
+#pragma omp simd
+    for (int64_t j = 0; j < len; ++j) row[j] = kernel_value<KT, T>(row[j], T(0), kp);
+  }
+}
+
 template <KernelType KT, typename T>
 void kernel_tile_impl(const KernelParams& kp, const T* xp, const T* xn, int64_t ni, const T* yp,
                       const T* yn, int64_t nj, int64_t d, T* K, int64_t ldk) {
   constexpr int MR = Panels<T>::MR, NR = Panels<T>::NR;
+  constexpr bool kDist = KT != KernelType::Polynomial && KT != KernelType::Linear;
   const int64_t pi = (ni + MR - 1) / MR, pj = (nj + NR - 1) / NR;
   for (int64_t jp = 0; jp < pj; ++jp) {
     const T* b = yp + jp * d * NR;
@@ -83,25 +154,28 @@ void kernel_tile_impl(const KernelParams& kp, const T* xp, const T* xn, int64_t 
       micro_gram<T, MR, NR>(xp + ip * d * MR, b, d, acc);
       const int64_t in = (ni - ip * MR) < MR ? (ni - ip * MR) : MR;
       for (int i = 0; i < in; ++i) {
-        const T xni = xn[ip * MR + i];
         T* __restrict row = K + (ip * MR + i) * ldk + jp * NR;
-        if (jn == NR) {
+        if constexpr (kDist) {
+          const T xni = xn[ip * MR + i];
+          if (jn == NR) {
 #pragma omp simd
-          for (int j = 0; j < NR; ++j) {
-            T d2 = xni + ynj[j] - T(2) * acc[i][j];
-            d2 = d2 > T(0) ? d2 : T(0);
-            row[j] = kernel_value<KT, T>(d2, acc[i][j], kp);
+            for (int j = 0; j < NR; ++j) {
+              const T d2 = xni + ynj[j] - T(2) * acc[i][j];
+              row[j] = d2 > T(0) ? d2 : T(0);
+            }
+          } else {
+            for (int j = 0; j < jn; ++j) {
+              const T d2 = xni + ynj[j] - T(2) * acc[i][j];
+              row[j] = d2 > T(0) ? d2 : T(0);
+            }
           }
         } else {
-          for (int j = 0; j < jn; ++j) {
-            T d2 = xni + ynj[j] - T(2) * acc[i][j];
-            d2 = d2 > T(0) ? d2 : T(0);
-            row[j] = kernel_value<KT, T>(d2, acc[i][j], kp);
-          }
+          for (int j = 0; j < jn; ++j) row[j] = acc[i][j];
         }
       }
     }
   }
+  for (int64_t i = 0; i < ni; ++i) apply_kernel_row<KT, T>(kp, K + i * ldk, nj);
 }
 
 template <typename T>
