@@ -6,6 +6,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -94,7 +95,7 @@ auto by_dtype(const py::array& x, F&& body) {
 
 void kernel_contract(py::array x, py::array y, py::array weights, py::array out, int kernel,
                      std::vector<double> scales, double gamma, double coef0, int degree,
-                     py::object center, bool same) {
+                     py::object center, bool same, bool exclude_diagonal) {
   const KernelParams kp = make_kernel(kernel, scales, gamma, coef0, degree);
   by_dtype(x, [&](auto tag) {
     using T = decltype(tag);
@@ -105,6 +106,9 @@ void kernel_contract(py::array x, py::array y, py::array weights, py::array out,
     p.q = weights.shape(1);
     p.weights = contiguous_ptr<T>(weights, p.y.rows * p.q, "weights", false);
     p.out = contiguous_ptr<double>(out, p.x.rows * p.q, "out", true);
+    if (exclude_diagonal && !same)
+      throw std::invalid_argument("same: exclude_diagonal needs x and y to be the same points");
+    p.exclude_diagonal = exclude_diagonal;
     py::gil_scoped_release release;
     simgap::cpu::kernel_contract<T>(p);
   });
@@ -112,7 +116,8 @@ void kernel_contract(py::array x, py::array y, py::array weights, py::array out,
 
 double kernel_sum(py::array x, py::array y, py::object a, py::object b, int kernel,
                   std::vector<double> scales, double gamma, double coef0, int degree,
-                  py::object center, bool same, bool exclude_diagonal, bool symmetric) {
+                  py::object center, bool same, bool exclude_diagonal, bool symmetric,
+                  py::object per_scale) {
   const KernelParams kp = make_kernel(kernel, scales, gamma, coef0, degree);
   return by_dtype(x, [&](auto tag) {
     using T = decltype(tag);
@@ -125,6 +130,10 @@ double kernel_sum(py::array x, py::array y, py::object a, py::object b, int kern
     if (symmetric && a.ptr() != b.ptr()) throw std::invalid_argument("symmetric: needs a is b");
     p.exclude_diagonal = exclude_diagonal;
     p.symmetric = symmetric;
+    if (!per_scale.is_none()) {
+      py::array ps = per_scale.cast<py::array>();
+      p.per_scale = contiguous_ptr<double>(ps, kp.n_scales, "per_scale", true);
+    }
     py::gil_scoped_release release;
     return simgap::cpu::kernel_sum<T>(p);
   });
@@ -167,17 +176,78 @@ void sliced_wasserstein(py::array x, py::array y, py::array projections, py::obj
   });
 }
 
+// Attach an optional row index (int64, values in [0, rows)) to a view.
+template <typename T>
+void attach_index(MatrixView<T>& v, const py::object& index, const char* name) {
+  if (index.is_none()) return;
+  py::array idx = index.cast<py::array>();
+  if (idx.ndim() != 1) throw std::invalid_argument(std::string(name) + ": index must be 1-D");
+  const int64_t* ptr = contiguous_ptr<int64_t>(idx, idx.size(), name, false);
+  for (py::ssize_t i = 0; i < idx.size(); ++i)
+    if (ptr[i] < 0 || ptr[i] >= v.rows) throw std::invalid_argument(std::string(name) + ": index out of range");
+  v.index = ptr;
+  v.rows = idx.size();
+}
+
+void kernel_rowwise(py::array x, py::array y, py::array out, int kernel, std::vector<double> scales,
+                    double gamma, double coef0, int degree) {
+  const KernelParams kp = make_kernel(kernel, scales, gamma, coef0, degree);
+  by_dtype(x, [&](auto tag) {
+    using T = decltype(tag);
+    simgap::RowwiseParams<T> p;
+    p.x = view2d<T>(x, "x");
+    p.y = view2d<T>(y, "y");
+    if (p.x.cols != p.y.cols || p.x.rows != p.y.rows)
+      throw std::invalid_argument("y: must have the same shape as x");
+    p.kernel = kp;
+    p.out = contiguous_ptr<double>(out, p.x.rows, "out", true);
+    py::gil_scoped_release release;
+    simgap::cpu::kernel_rowwise<T>(p);
+  });
+}
+
+void mmd_blocks(py::array x, py::array y, py::object x_index, py::object y_index, int64_t block,
+                py::array out, int kernel, std::vector<double> scales, double gamma, double coef0,
+                int degree, py::object center) {
+  const KernelParams kp = make_kernel(kernel, scales, gamma, coef0, degree);
+  by_dtype(x, [&](auto tag) {
+    using T = decltype(tag);
+    simgap::BlockParams<T> p;
+    p.x = view2d<T>(x, "x");
+    p.y = view2d<T>(y, "y");
+    if (p.x.cols != p.y.cols) throw std::invalid_argument("y: column count differs from x");
+    attach_index(p.x, x_index, "x_index");
+    attach_index(p.y, y_index, "y_index");
+    if (block < 2) throw std::invalid_argument("block_size: must be >= 2");
+    p.block = block;
+    p.n_blocks = std::min(p.x.rows, p.y.rows) / block;
+    p.center = optional_f64(center, p.x.cols, "center");
+    p.kernel = kp;
+    p.out = contiguous_ptr<double>(out, p.n_blocks, "out", true);
+    py::gil_scoped_release release;
+    simgap::cpu::mmd_blocks<T>(p);
+  });
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "simgap CPU kernels (private: use the functions in the simgap package)";
   m.def("kernel_contract", &kernel_contract, py::arg("x"), py::arg("y"), py::arg("weights"),
         py::arg("out"), py::arg("kernel"), py::arg("scales"), py::arg("gamma"), py::arg("coef0"),
-        py::arg("degree"), py::arg("center"), py::arg("same"));
+        py::arg("degree"), py::arg("center"), py::arg("same"),
+        py::arg("exclude_diagonal") = false);
   m.def("kernel_sum", &kernel_sum, py::arg("x"), py::arg("y"), py::arg("a"), py::arg("b"),
         py::arg("kernel"), py::arg("scales"), py::arg("gamma"), py::arg("coef0"),
         py::arg("degree"), py::arg("center"), py::arg("same"), py::arg("exclude_diagonal"),
-        py::arg("symmetric"));
+        py::arg("symmetric"), py::arg("per_scale") = py::none());
+  m.def("kernel_rowwise", &kernel_rowwise, py::arg("x"), py::arg("y"), py::arg("out"),
+        py::arg("kernel"), py::arg("scales"), py::arg("gamma"), py::arg("coef0"),
+        py::arg("degree"));
+  m.def("mmd_blocks", &mmd_blocks, py::arg("x"), py::arg("y"), py::arg("x_index"),
+        py::arg("y_index"), py::arg("block"), py::arg("out"), py::arg("kernel"),
+        py::arg("scales"), py::arg("gamma"), py::arg("coef0"), py::arg("degree"),
+        py::arg("center"));
   m.def("kernel_matrix", &kernel_matrix, py::arg("x"), py::arg("y"), py::arg("out"),
         py::arg("kernel"), py::arg("scales"), py::arg("gamma"), py::arg("coef0"),
         py::arg("degree"), py::arg("center"), py::arg("same"));

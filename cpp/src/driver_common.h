@@ -56,6 +56,50 @@ void fix_diagonal(const KernelParams& kp, int64_t i0, int64_t ni, int64_t j0, in
   }
 }
 
+// For the kernels that take a square root (laplacian, energy), a squared
+// distance from the Gram expansion carries an absolute error of about
+// eps * (||x||^2 + ||y||^2), which the root turns into a large relative error
+// for near-duplicate points.  Pairs whose d2 is below tau * (||x||^2 + ||y||^2)
+// are recomputed directly from the input rows in float64 (as scikit-learn's
+// euclidean_distances does for float32).  Rare outside near-duplicates.
+template <typename T>
+void refine_small_distances(const PairParams<T>& p, int64_t i0, int64_t ni, int64_t j0,
+                            int64_t nj, const T* xn, const T* yn, T* K, int64_t ldk) {
+  const T tau = sizeof(T) == 4 ? T(1.0 / 32.0) : T(1e-6);
+  const int64_t d = p.x.cols, cx = p.x.col_stride, cy = p.y.col_stride;
+  for (int64_t i = 0; i < ni; ++i) {
+    T* row = K + i * ldk;
+    const T* a = nullptr;
+    for (int64_t j = 0; j < nj; ++j) {
+      if (!(row[j] < tau * (xn[i] + yn[j]))) continue;
+      if (a == nullptr) a = p.x.row(i0 + i);
+      const T* b = p.y.row(j0 + j);
+      double s = 0.0;
+      for (int64_t k = 0; k < d; ++k) {
+        const double t = double(a[k * cx]) - double(b[k * cy]);
+        s += t * t;
+      }
+      row[j] = T(s);
+    }
+  }
+}
+
+// The kernel tile for rows [i0, i0+ni) of x and [j0, j0+nj) of y, whose panels
+// are packed in xb/yb: K[i * ldk + j] = k(x_i, y_j), refined where needed.
+template <typename T>
+void compute_tile(const TileOps<T>& ops, const PairParams<T>& p, int64_t i0, int64_t ni,
+                  int64_t j0, int64_t nj, const T* xb, const T* xn, const T* yb, const T* yn,
+                  T* K, int64_t ldk, bool raw = false) {
+  const bool root = p.kernel.type == KernelType::Laplacian || p.kernel.type == KernelType::Energy;
+  if (!root) {
+    ops.kernel_tile(p.kernel, xb, xn, ni, yb, yn, nj, p.x.cols, K, ldk, raw);
+    return;
+  }
+  ops.kernel_tile(p.kernel, xb, xn, ni, yb, yn, nj, p.x.cols, K, ldk, true);
+  refine_small_distances(p, i0, ni, j0, nj, xn, yn, K, ldk);
+  if (!raw) ops.apply_tile(p.kernel, K, ldk, ni, nj);
+}
+
 // One thread's scratch: a contiguous slice of a buffer allocated before the
 // parallel region (so an allocation failure raises in the caller's thread).
 template <typename T>
@@ -65,6 +109,62 @@ struct Scratch {
   Scratch(int threads, int64_t per_thread) : mem(size_t(threads) * size_t(per_thread)), per(per_thread) {}
   T* slot(int t) { return mem.data() + int64_t(t) * per; }
 };
+
+}  // namespace cpu
+}  // namespace simgap
+
+namespace simgap {
+namespace cpu {
+
+// One thread's buffers for evaluating tiles of up to kTile x kTile pairs.
+template <typename T>
+struct TileWork {
+  T* xb;  // x panels (kTile x d)
+  T* xn;  // x norms (kTile)
+  T* yb;  // y panels
+  T* yn;  // y norms
+  T* K;   // kernel tile (kTile x kTile)
+  T* K2;  // second tile, for per-bandwidth sums (kTile x kTile)
+  T* bb;  // y weights of the tile (kTile)
+  static int64_t size(int64_t d) { return 2 * (kTile * d + kTile) + 2 * kTile * kTile + kTile; }
+  explicit TileWork(T* mem, int64_t d)
+      : xb(mem), xn(xb + kTile * d), yb(xn + kTile), yn(yb + kTile * d), K(yn + kTile),
+        K2(K + kTile * kTile), bb(K2 + kTile * kTile) {}
+};
+
+// sum_ij a_i k(x_i, y_j) b_j over one tile: rows [i0, i0+ni) of x, [j0, j0+nj) of y.
+// x must already be packed in w.xb when pack_x is false.  With per_scale, the
+// sum for each bandwidth alone is added to per_scale[s] (from one Gram tile).
+template <typename T>
+double tile_sum(const TileOps<T>& ops, const SumParams<T>& p, const double* center, int64_t i0,
+                int64_t ni, int64_t j0, int64_t nj, bool pack_x, TileWork<T>& w,
+                double weight, double* per_scale) {
+  const int64_t d = p.x.cols;
+  if (pack_x) ops.pack(p.x, center, i0, ni, ops.mr, w.xb, w.xn);
+  ops.pack(p.y, center, j0, nj, ops.nr, w.yb, w.yn);
+  for (int64_t j = 0; j < nj; ++j) w.bb[j] = p.b ? T(p.b[j0 + j]) : T(1);
+  const double* a = p.a ? p.a + i0 : nullptr;
+  if (per_scale == nullptr) {
+    compute_tile(ops, p, i0, ni, j0, nj, w.xb, w.xn, w.yb, w.yn, w.K, kTile);
+    if (p.same) fix_diagonal(p.kernel, i0, ni, j0, nj, w.K, kTile, p.exclude_diagonal);
+    return weight * ops.sum_tile(w.K, kTile, ni, nj, a, w.bb);
+  }
+  compute_tile(ops, p, i0, ni, j0, nj, w.xb, w.xn, w.yb, w.yn, w.K, kTile, true);
+  double total = 0.0;
+  KernelParams one = p.kernel;
+  one.n_scales = 1;
+  for (int s = 0; s < p.kernel.n_scales; ++s) {
+    one.scale[0] = p.kernel.scale[s];
+    for (int64_t i = 0; i < ni; ++i)
+      std::copy(w.K + i * kTile, w.K + i * kTile + nj, w.K2 + i * kTile);
+    ops.apply_tile(one, w.K2, kTile, ni, nj);
+    if (p.same) fix_diagonal(one, i0, ni, j0, nj, w.K2, kTile, p.exclude_diagonal);
+    const double v = weight * ops.sum_tile(w.K2, kTile, ni, nj, a, w.bb);
+    per_scale[s] += v;
+    total += v;
+  }
+  return total;
+}
 
 }  // namespace cpu
 }  // namespace simgap

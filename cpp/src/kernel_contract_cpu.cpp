@@ -17,9 +17,13 @@ void kernel_contract(const ContractParams<T>& p) {
   const int64_t bj = kTile;
   const int64_t nbi = ceil_div(n, bi), nbj = ceil_div(m, bj);
   const double* center = center_for(p);
+  // Many columns: a register-blocked GEMM on each kernel tile; few: dot products.
+  const bool gemm = q >= 4;
 
-  // x panels + norms, y panels + norms, kernel tile, transposed weight tile.
-  const int64_t per = bi * d + bi + bj * d + bj + bi * bj + q * bj;
+  // x panels + norms, y panels + norms, kernel tile, then either the
+  // transposed weight tile (dot path) or the GEMM packing scratch.
+  const int64_t extra = gemm ? gemm_scratch(ops, bi, bj, q) : q * bj;
+  const int64_t per = bi * d + bi + bj * d + bj + bi * bj + extra;
   Scratch<T> scratch(threads, per);
 
 #pragma omp parallel num_threads(threads)
@@ -29,7 +33,7 @@ void kernel_contract(const ContractParams<T>& p) {
     T* yb = xn + bi;
     T* yn = yb + bj * d;
     T* K = yn + bj;
-    T* bt = K + bi * bj;
+    T* ex = K + bi * bj;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t ib = 0; ib < nbi; ++ib) {
       const int64_t i0 = ib * bi, ni = std::min(bi, n - i0);
@@ -37,11 +41,15 @@ void kernel_contract(const ContractParams<T>& p) {
       for (int64_t jb = 0; jb < nbj; ++jb) {
         const int64_t j0 = jb * bj, nj = std::min(bj, m - j0);
         ops.pack(p.y, center, j0, nj, ops.nr, yb, yn);
-        ops.kernel_tile(p.kernel, xb, xn, ni, yb, yn, nj, d, K, bj);
-        if (p.same) fix_diagonal(p.kernel, i0, ni, j0, nj, K, bj, false);
-        for (int64_t j = 0; j < nj; ++j)
-          for (int64_t c = 0; c < q; ++c) bt[c * bj + j] = p.weights[(j0 + j) * q + c];
-        ops.contract_tile(K, bj, ni, nj, bt, bj, q, p.out + i0 * q, q);
+        compute_tile(ops, p, i0, ni, j0, nj, xb, xn, yb, yn, K, bj);
+        if (p.same) fix_diagonal(p.kernel, i0, ni, j0, nj, K, bj, p.exclude_diagonal);
+        if (gemm) {
+          ops.contract_gemm(K, bj, ni, nj, p.weights + j0 * q, q, q, p.out + i0 * q, q, ex);
+        } else {
+          for (int64_t j = 0; j < nj; ++j)
+            for (int64_t c = 0; c < q; ++c) ex[c * bj + j] = p.weights[(j0 + j) * q + c];
+          ops.contract_tile(K, bj, ni, nj, ex, bj, q, p.out + i0 * q, q);
+        }
       }
     }
   }

@@ -33,7 +33,7 @@ void kernel_matrix(const MatrixParams<T>& p) {
       for (int64_t jb = 0; jb < nbj; ++jb) {
         const int64_t j0 = jb * bj, nj = std::min(bj, m - j0);
         ops.pack(p.y, center, j0, nj, ops.nr, yb, yn);
-        ops.kernel_tile(p.kernel, xb, xn, ni, yb, yn, nj, d, K, bj);
+        compute_tile(ops, p, i0, ni, j0, nj, xb, xn, yb, yn, K, bj);
         if (p.same) fix_diagonal(p.kernel, i0, ni, j0, nj, K, bj, false);
         for (int64_t i = 0; i < ni; ++i)
           std::memcpy(p.out + (i0 + i) * m + j0, K + i * bj, size_t(nj) * sizeof(T));

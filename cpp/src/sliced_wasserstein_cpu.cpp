@@ -69,24 +69,57 @@ double w1d_weighted(Weighted<T>* u, int64_t n, Weighted<T>* v, int64_t m, double
   return cost;
 }
 
-// proj[l * ld + i] = <row_i - center, theta_l> for l < L, all rows of v.
+// LSD radix sort of floating-point values (8-bit digits), through unsigned
+// keys that order like the values: flip all bits of negatives, the sign bit
+// of the others.  Passes whose digit is the same for every key are skipped.
 template <typename T>
-void project_all(const TileOps<T>& ops, const MatrixView<T>& v, const double* center,
-                 const T* theta, int64_t L, T* proj, int64_t ld, Scratch<T>& rows_scratch,
-                 int64_t block, int threads) {
-  const int64_t n = v.rows, d = v.cols;
-  const int64_t nb = ceil_div(n, block);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-  for (int64_t b = 0; b < nb; ++b) {
-    T* rows = rows_scratch.slot(SIMGAP_THREAD_ID());
-    const int64_t r0 = b * block, nr = std::min(block, n - r0);
-    for (int64_t r = 0; r < nr; ++r) {
-      const T* src = v.ptr + (r0 + r) * v.row_stride;
-      T* dst = rows + r * d;
-      for (int64_t k = 0; k < d; ++k)
-        dst[k] = center ? T(double(src[k * v.col_stride]) - center[k]) : src[k * v.col_stride];
+struct RadixKey;
+template <>
+struct RadixKey<float> {
+  using U = uint32_t;
+};
+template <>
+struct RadixKey<double> {
+  using U = uint64_t;
+};
+
+template <typename T>
+void radix_sort(T* data, int64_t n, typename RadixKey<T>::U* a, typename RadixKey<T>::U* b) {
+  using U = typename RadixKey<T>::U;
+  constexpr int kBytes = int(sizeof(U));
+  constexpr U kSign = U(1) << (8 * kBytes - 1);
+  if (n < 512) {
+    std::sort(data, data + n);
+    return;
+  }
+  std::vector<int64_t> counts(size_t(kBytes) * 256, 0);
+  for (int64_t i = 0; i < n; ++i) {
+    const U u = bit_cast<U>(data[i]);
+    const U k = (u & kSign) ? ~u : (u | kSign);
+    a[i] = k;
+    for (int byte = 0; byte < kBytes; ++byte) ++counts[size_t(byte * 256 + ((k >> (8 * byte)) & 0xff))];
+  }
+  U* src = a;
+  U* dst = b;
+  for (int byte = 0; byte < kBytes; ++byte) {
+    int64_t* c = counts.data() + byte * 256;
+    const U first = (src[0] >> (8 * byte)) & 0xff;
+    if (c[first] == n) continue;  // every key has this digit
+    int64_t offset = 0;
+    for (int v = 0; v < 256; ++v) {
+      const int64_t cnt = c[v];
+      c[v] = offset;
+      offset += cnt;
     }
-    ops.project(rows, nr, d, theta, L, proj + r0, ld);
+    for (int64_t i = 0; i < n; ++i) {
+      const U k = src[i];
+      dst[c[(k >> (8 * byte)) & 0xff]++] = k;
+    }
+    std::swap(src, dst);
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    const U k = src[i];
+    data[i] = bit_cast<T>((k & kSign) ? (k & ~kSign) : ~k);
   }
 }
 
@@ -94,35 +127,68 @@ void project_all(const TileOps<T>& ops, const MatrixView<T>& v, const double* ce
 
 template <typename T>
 void sliced_wasserstein(const SlicedParams<T>& p) {
+  using U = typename RadixKey<T>::U;
   const TileOps<T>& ops = tile_ops<T>();
   const int64_t n = p.x.rows, m = p.y.rows, d = p.x.cols, L = p.n_projections;
   if (L == 0) return;
   const int threads = max_threads();
   const bool weighted = p.a != nullptr || p.b != nullptr;
-  // Directions per chunk: bounded so the projection buffer stays near 64 MB.
+  // Directions per chunk: at most one tile, and a projection buffer near 64 MB.
   const int64_t budget = int64_t(64) << 20;
   int64_t lc = std::max<int64_t>(1, budget / (int64_t(sizeof(T)) * (n + m)));
-  lc = std::min<int64_t>({lc, L, 64});
+  lc = std::min<int64_t>({lc, L, kTile});
 
+  // The directions of a chunk, as rows (lc x d), packed once as tile "y" panels.
   std::vector<T> theta(size_t(lc) * size_t(d));
+  std::vector<T> theta_panels(size_t(ceil_div(lc, ops.nr) * ops.nr) * size_t(d));
+  std::vector<T> theta_norms(size_t(ceil_div(lc, ops.nr) * ops.nr));
   std::vector<T> px(size_t(lc) * size_t(n)), py(size_t(lc) * size_t(m));
-  const int64_t block = 64;
-  Scratch<T> rows_scratch(threads, block * d);
+  KernelParams linear;
+  linear.type = KernelType::Linear;
+  // Per thread: x panels + norms + one tile for the projections.
+  Scratch<T> tiles(threads, kTile * d + kTile + kTile * kTile);
+  Scratch<U> keys(weighted ? 0 : threads, 2 * std::max(n, m));
   Scratch<Weighted<T>> pairs(weighted ? threads : 0, n + m);
+
+  auto project = [&](const MatrixView<T>& v, T* proj, int64_t ld, int64_t nl) {
+    const int64_t rows = v.rows;
+    const int64_t nb = ceil_div(rows, kTile);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+    for (int64_t bl = 0; bl < nb; ++bl) {
+      T* xb = tiles.slot(SIMGAP_THREAD_ID());
+      T* xn = xb + kTile * d;
+      T* K = xn + kTile;
+      const int64_t r0 = bl * kTile, nr = std::min(kTile, rows - r0);
+      ops.pack(v, p.center, r0, nr, ops.mr, xb, xn);
+      ops.kernel_tile(linear, xb, xn, nr, theta_panels.data(), theta_norms.data(), nl, d, K,
+                      kTile, false);
+      for (int64_t i = 0; i < nr; ++i)
+        for (int64_t l = 0; l < nl; ++l) proj[l * ld + r0 + i] = K[i * kTile + l];
+    }
+  };
 
   for (int64_t l0 = 0; l0 < L; l0 += lc) {
     const int64_t nl = std::min(lc, L - l0);
     for (int64_t l = 0; l < nl; ++l)
       for (int64_t k = 0; k < d; ++k) theta[size_t(l * d + k)] = T(p.projections[k * L + l0 + l]);
-    project_all(ops, p.x, p.center, theta.data(), nl, px.data(), n, rows_scratch, block, threads);
-    project_all(ops, p.y, p.center, theta.data(), nl, py.data(), m, rows_scratch, block, threads);
+    MatrixView<T> tv;
+    tv.ptr = theta.data();
+    tv.rows = nl;
+    tv.cols = d;
+    tv.row_stride = d;
+    tv.col_stride = 1;
+    ops.pack(tv, nullptr, 0, nl, ops.nr, theta_panels.data(), theta_norms.data());
+    project(p.x, px.data(), n, nl);
+    project(p.y, py.data(), m, nl);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (int64_t l = 0; l < nl; ++l) {
       T* u = px.data() + l * n;
       T* v = py.data() + l * m;
       if (!weighted) {
-        std::sort(u, u + n);
-        std::sort(v, v + m);
+        U* kb = keys.slot(SIMGAP_THREAD_ID());
+        const int64_t half = std::max(n, m);
+        radix_sort(u, n, kb, kb + half);
+        radix_sort(v, m, kb, kb + half);
         p.out[l0 + l] = w1d_uniform(u, n, v, m, p.p);
       } else {
         Weighted<T>* wu = pairs.slot(SIMGAP_THREAD_ID());

@@ -28,9 +28,19 @@ struct TileOps {
                int panel, T* buf, T* norms);
 
   // K[i * ldk + j] = k(x_i, y_j) for the packed x panels (ni rows) and y panels
-  // (nj rows).
+  // (nj rows).  With raw, K holds ||x_i - y_j||^2 (distance kernels) or
+  // <x_i, y_j> (the others) instead, for apply_tile to finish.
   void (*kernel_tile)(const KernelParams& kp, const T* xp, const T* xn, int64_t ni,
-                      const T* yp, const T* yn, int64_t nj, int64_t d, T* K, int64_t ldk);
+                      const T* yp, const T* yn, int64_t nj, int64_t d, T* K, int64_t ldk,
+                      bool raw);
+
+  // In place, K[i * ldk + j] (raw statistic) -> kernel value, i < ni, j < nj.
+  void (*apply_tile)(const KernelParams& kp, T* K, int64_t ldk, int64_t ni, int64_t nj);
+
+  // Register-blocked: out[i * ldo + c] += sum_j K[i * ldk + j] * W[j * ldw + c]
+  // for c < q.  scratch holds at least gemm_scratch(ni, nj, q) elements.
+  void (*contract_gemm)(const T* K, int64_t ldk, int64_t ni, int64_t nj, const T* W,
+                        int64_t ldw, int64_t q, double* out, int64_t ldo, T* scratch);
 
   // out[i * ldo + c] += sum_j K[i * ldk + j] * bt[c * ldb + j]
   void (*contract_tile)(const T* K, int64_t ldk, int64_t ni, int64_t nj, const T* bt,
@@ -48,6 +58,14 @@ struct TileOps {
 
 template <typename T>
 const TileOps<T>& tile_ops();
+
+// Scratch elements contract_gemm needs.
+template <typename T>
+int64_t gemm_scratch(const TileOps<T>& ops, int64_t ni, int64_t nj, int64_t q) {
+  const int64_t mi = (ni + ops.mr - 1) / ops.mr * ops.mr;
+  const int64_t qc = (q + ops.nr - 1) / ops.nr * ops.nr;
+  return (mi + qc) * nj;
+}
 
 }  // namespace cpu
 }  // namespace simgap

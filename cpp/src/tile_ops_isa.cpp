@@ -52,7 +52,7 @@ void pack(const MatrixView<T>& v, const double* center, int64_t r0, int64_t rows
           for (int64_t k = 0; k < kn; ++k) t[k] = T(0);
           continue;
         }
-        const T* sk = v.ptr + (r0 + p * panel + i) * v.row_stride + k0 * cs;
+        const T* sk = v.row(r0 + p * panel + i) + k0 * cs;
         if (center != nullptr) {
           const double* ck = center + k0;
           if (cs == 1) {
@@ -141,7 +141,7 @@ void apply_kernel_row(const KernelParams& kp, T* __restrict row, int64_t len) {
 
 template <KernelType KT, typename T>
 void kernel_tile_impl(const KernelParams& kp, const T* xp, const T* xn, int64_t ni, const T* yp,
-                      const T* yn, int64_t nj, int64_t d, T* K, int64_t ldk) {
+                      const T* yn, int64_t nj, int64_t d, T* K, int64_t ldk, bool raw) {
   constexpr int MR = Panels<T>::MR, NR = Panels<T>::NR;
   constexpr bool kDist = KT != KernelType::Polynomial && KT != KernelType::Linear;
   const int64_t pi = (ni + MR - 1) / MR, pj = (nj + NR - 1) / NR;
@@ -175,26 +175,75 @@ void kernel_tile_impl(const KernelParams& kp, const T* xp, const T* xn, int64_t 
       }
     }
   }
-  for (int64_t i = 0; i < ni; ++i) apply_kernel_row<KT, T>(kp, K + i * ldk, nj);
+  if (!raw)
+    for (int64_t i = 0; i < ni; ++i) apply_kernel_row<KT, T>(kp, K + i * ldk, nj);
+}
+
+#define SIMGAP_ISA_KERNEL_CASES(CALL)                                 \
+  switch (kp.type) {                                                  \
+    case KernelType::Gaussian: CALL(KernelType::Gaussian); break;     \
+    case KernelType::Laplacian: CALL(KernelType::Laplacian); break;   \
+    case KernelType::IMQ: CALL(KernelType::IMQ); break;               \
+    case KernelType::Polynomial: CALL(KernelType::Polynomial); break; \
+    case KernelType::Linear: CALL(KernelType::Linear); break;         \
+    case KernelType::Energy: CALL(KernelType::Energy); break;         \
+  }
+
+// The kernel type was validated by the caller; no exceptions are thrown here.
+template <typename T>
+void kernel_tile(const KernelParams& kp, const T* xp, const T* xn, int64_t ni, const T* yp,
+                 const T* yn, int64_t nj, int64_t d, T* K, int64_t ldk, bool raw) {
+#define SIMGAP_CALL(KT) kernel_tile_impl<KT, T>(kp, xp, xn, ni, yp, yn, nj, d, K, ldk, raw)
+  SIMGAP_ISA_KERNEL_CASES(SIMGAP_CALL)
+#undef SIMGAP_CALL
 }
 
 template <typename T>
-void kernel_tile(const KernelParams& kp, const T* xp, const T* xn, int64_t ni, const T* yp,
-                 const T* yn, int64_t nj, int64_t d, T* K, int64_t ldk) {
-  // The type was validated by the caller; no exceptions are thrown here.
-  switch (kp.type) {
-    case KernelType::Gaussian:
-      return kernel_tile_impl<KernelType::Gaussian, T>(kp, xp, xn, ni, yp, yn, nj, d, K, ldk);
-    case KernelType::Laplacian:
-      return kernel_tile_impl<KernelType::Laplacian, T>(kp, xp, xn, ni, yp, yn, nj, d, K, ldk);
-    case KernelType::IMQ:
-      return kernel_tile_impl<KernelType::IMQ, T>(kp, xp, xn, ni, yp, yn, nj, d, K, ldk);
-    case KernelType::Polynomial:
-      return kernel_tile_impl<KernelType::Polynomial, T>(kp, xp, xn, ni, yp, yn, nj, d, K, ldk);
-    case KernelType::Linear:
-      return kernel_tile_impl<KernelType::Linear, T>(kp, xp, xn, ni, yp, yn, nj, d, K, ldk);
-    case KernelType::Energy:
-      return kernel_tile_impl<KernelType::Energy, T>(kp, xp, xn, ni, yp, yn, nj, d, K, ldk);
+void apply_tile(const KernelParams& kp, T* K, int64_t ldk, int64_t ni, int64_t nj) {
+#define SIMGAP_CALL(KT) \
+  for (int64_t i = 0; i < ni; ++i) apply_kernel_row<KT, T>(kp, K + i * ldk, nj)
+  SIMGAP_ISA_KERNEL_CASES(SIMGAP_CALL)
+#undef SIMGAP_CALL
+}
+
+// out += K @ W with the same register-blocked micro-kernel as the Gram tiles:
+// K's rows are packed into MR-row panels (depth = j), W's columns into
+// NR-column panels.
+template <typename T>
+void contract_gemm(const T* K, int64_t ldk, int64_t ni, int64_t nj, const T* W, int64_t ldw,
+                   int64_t q, double* out, int64_t ldo, T* scratch) {
+  constexpr int MR = Panels<T>::MR, NR = Panels<T>::NR;
+  const int64_t pi = (ni + MR - 1) / MR, pq = (q + NR - 1) / NR;
+  T* kp = scratch;
+  T* wp = scratch + pi * MR * nj;
+  for (int64_t ip = 0; ip < pi; ++ip) {
+    T* dst = kp + ip * nj * MR;
+    const int64_t in = (ni - ip * MR) < MR ? (ni - ip * MR) : MR;
+    for (int64_t j = 0; j < nj; ++j) {
+      for (int64_t i = 0; i < in; ++i) dst[j * MR + i] = K[(ip * MR + i) * ldk + j];
+      for (int64_t i = in; i < MR; ++i) dst[j * MR + i] = T(0);
+    }
+  }
+  for (int64_t cp = 0; cp < pq; ++cp) {
+    T* dst = wp + cp * nj * NR;
+    const int64_t cn = (q - cp * NR) < NR ? (q - cp * NR) : NR;
+    for (int64_t j = 0; j < nj; ++j) {
+      const T* src = W + j * ldw + cp * NR;
+      for (int64_t c = 0; c < cn; ++c) dst[j * NR + c] = src[c];
+      for (int64_t c = cn; c < NR; ++c) dst[j * NR + c] = T(0);
+    }
+  }
+  for (int64_t cp = 0; cp < pq; ++cp) {
+    const int64_t cn = (q - cp * NR) < NR ? (q - cp * NR) : NR;
+    for (int64_t ip = 0; ip < pi; ++ip) {
+      T acc[MR][NR];
+      micro_gram<T, MR, NR>(kp + ip * nj * MR, wp + cp * nj * NR, nj, acc);
+      const int64_t in = (ni - ip * MR) < MR ? (ni - ip * MR) : MR;
+      for (int64_t i = 0; i < in; ++i) {
+        double* o = out + (ip * MR + i) * ldo + cp * NR;
+        for (int64_t c = 0; c < cn; ++c) o[c] += double(acc[i][c]);
+      }
+    }
   }
 }
 
@@ -249,6 +298,8 @@ TileOps<T> make_ops() {
   ops.nr = Panels<T>::NR;
   ops.pack = &pack<T>;
   ops.kernel_tile = &kernel_tile<T>;
+  ops.apply_tile = &apply_tile<T>;
+  ops.contract_gemm = &contract_gemm<T>;
   ops.contract_tile = &contract_tile<T>;
   ops.sum_tile = &sum_tile<T>;
   ops.project = &project<T>;

@@ -10,7 +10,7 @@ from importlib.metadata import PackageNotFoundError, version as _version
 
 from ._backend import backends, build_info
 from .kernels import KERNELS, kernel_contract, kernel_matrix, median_bandwidth
-from .mmd import mmd2, mmd2_batch
+from .mmd import MMDTestResult, mmd2, mmd2_batch, mmd_test
 from .sliced import random_projections, sliced_wasserstein
 
 try:
@@ -20,6 +20,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "KERNELS",
+    "MMDTestResult",
     "__version__",
     "backends",
     "build_info",
@@ -28,6 +29,7 @@ __all__ = [
     "median_bandwidth",
     "mmd2",
     "mmd2_batch",
+    "mmd_test",
     "random_projections",
     "sliced_wasserstein",
 ]

@@ -152,8 +152,8 @@ def resolve_kernel(
 def _median_of(arrays: Sequence[np.ndarray], max_points: int, seed: Any) -> float:
     counts = [a.shape[0] for a in arrays]
     total = sum(counts)
-    if total < 2:
-        raise ValueError("x: the median bandwidth needs at least 2 points in total")
+    if total < 2:  # no pair of distinct points: no positive distance
+        return 1.0
     if total > max_points:
         rng = np.random.default_rng(seed)
         idx = np.sort(rng.choice(total, size=max_points, replace=False))
@@ -199,7 +199,7 @@ def median_bandwidth(x: Any, y: Any = None, *, max_points: int = 2000, seed: Any
         ``median{ ||z_i - z_j|| : i < j }`` over the (sub)sampled pooled rows,
         with NumPy's median convention (mean of the two middle values).  If the
         median is 0 (many duplicates), the median of the positive distances; if
-        every point is identical, 1.0.  This is the sigma used by
+        every point is identical (or there is a single point), 1.0.  This is the sigma used by
         ``bandwidth="median"`` (Gretton et al., 2012).
 
     Examples

@@ -47,8 +47,9 @@ SIMGAP_HOST_DEVICE bool uses_distance(KernelType t) {
          t == KernelType::IMQ || t == KernelType::Energy;
 }
 
-// A strided, read-only 2-D view: element (i, k) is ptr[i*row_stride + k*col_stride]
-// (strides in elements, may be negative).
+// A strided, read-only 2-D view: element (i, k) is ptr[r*row_stride + k*col_stride]
+// with r = index[i] when an index is given (a subset or permutation of the
+// rows, without a copy), else r = i.  Strides are in elements and may be negative.
 template <typename T>
 struct MatrixView {
   const T* ptr = nullptr;
@@ -56,8 +57,9 @@ struct MatrixView {
   int64_t cols = 0;
   int64_t row_stride = 0;
   int64_t col_stride = 1;
-  SIMGAP_HOST_DEVICE const T& operator()(int64_t i, int64_t k) const {
-    return ptr[i * row_stride + k * col_stride];
+  const int64_t* index = nullptr;
+  SIMGAP_HOST_DEVICE const T* row(int64_t i) const {
+    return ptr + (index ? index[i] : i) * row_stride;
   }
 };
 

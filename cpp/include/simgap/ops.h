@@ -25,6 +25,7 @@ struct ContractParams : PairParams<T> {
   const T* weights = nullptr;
   int64_t q = 1;
   double* out = nullptr;
+  bool exclude_diagonal = false;   // treat k(x_i, y_i) as 0 (requires same)
 };
 
 // Returns sum_ij a_i K(x_i, y_j) b_j in float64.
@@ -34,6 +35,30 @@ struct SumParams : PairParams<T> {
   const double* b = nullptr;       // length m, null means all ones
   bool exclude_diagonal = false;   // skip i == j (requires same)
   bool symmetric = false;          // same && a == b: evaluate only the upper block triangle
+  double* per_scale = nullptr;     // if set (gaussian), per_scale[s] = the sum for bandwidth s alone
+};
+
+// out[i] = k(x_i, y_i) for paired rows (x and y have the same number of rows).
+template <typename T>
+struct RowwiseParams {
+  MatrixView<T> x;
+  MatrixView<T> y;
+  KernelParams kernel;
+  double* out = nullptr;
+};
+
+// out[b] = unbiased MMD^2 between rows [b*B, (b+1)*B) of x and of y, for
+// b < n_blocks (the block, or incomplete U-statistic, estimator).  Use the
+// views' index to visit the rows in a random order.
+template <typename T>
+struct BlockParams {
+  MatrixView<T> x;
+  MatrixView<T> y;
+  const double* center = nullptr;
+  KernelParams kernel;
+  int64_t block = 2;
+  int64_t n_blocks = 0;
+  double* out = nullptr;
 };
 
 // out (n x m, row-major, T) = K(x, y).
@@ -61,6 +86,8 @@ template <typename T> void kernel_contract(const ContractParams<T>& p);
 template <typename T> double kernel_sum(const SumParams<T>& p);
 template <typename T> void kernel_matrix(const MatrixParams<T>& p);
 template <typename T> void sliced_wasserstein(const SlicedParams<T>& p);
+template <typename T> void kernel_rowwise(const RowwiseParams<T>& p);
+template <typename T> void mmd_blocks(const BlockParams<T>& p);
 
 // The instruction set the tile loops were dispatched to ("avx512", "avx2", "generic").
 const char* isa_name();
