@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -55,3 +56,19 @@ def test_concurrent_same_input(rng):
                    for _ in range(N_THREADS)]
         results = [f.result() for f in futures]
     assert all(r == expected for r in results)
+
+
+def test_threadpoolctl_and_omp_num_threads_limit_the_kernels():
+    """The OpenMP threads of the C++ kernels follow threadpoolctl and OMP_NUM_THREADS."""
+    import subprocess
+    import sys
+
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from simgap import _C
+
+    with threadpoolctl.threadpool_limits(1, user_api="openmp"):
+        assert _C.max_threads() == 1
+    code = "import simgap._C as C; print(C.max_threads())"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"

@@ -229,6 +229,44 @@ void mmd_blocks(py::array x, py::array y, py::object x_index, py::object y_index
   });
 }
 
+void knn(py::array x, py::array y, int64_t k, py::object center, bool same, bool exclude_self,
+         py::array dist, py::array index) {
+  by_dtype(x, [&](auto tag) {
+    using T = decltype(tag);
+    simgap::KnnParams<T> p;
+    p.x = view2d<T>(x, "x");
+    p.y = view2d<T>(y, "y");
+    if (p.x.cols != p.y.cols) throw std::invalid_argument("y: column count differs from x");
+    if (k < 1) throw std::invalid_argument("k: must be >= 1");
+    if (exclude_self && !same) throw std::invalid_argument("exclude_self: needs x and y to be the same points");
+    p.k = k;
+    p.same = same;
+    p.exclude_self = exclude_self;
+    p.center = optional_f64(center, p.x.cols, "center");
+    p.dist = contiguous_ptr<double>(dist, p.x.rows * k, "dist", true);
+    p.index = contiguous_ptr<int64_t>(index, p.x.rows * k, "index", true);
+    py::gil_scoped_release release;
+    simgap::cpu::knn<T>(p);
+  });
+}
+
+void radius_stats(py::array x, py::array y, py::array radii2, py::object center, py::array count,
+                  py::array max_ratio) {
+  by_dtype(x, [&](auto tag) {
+    using T = decltype(tag);
+    simgap::RadiusParams<T> p;
+    p.x = view2d<T>(x, "x");
+    p.y = view2d<T>(y, "y");
+    if (p.x.cols != p.y.cols) throw std::invalid_argument("y: column count differs from x");
+    p.center = optional_f64(center, p.x.cols, "center");
+    p.radii2 = contiguous_ptr<double>(radii2, p.y.rows, "radii2", false);
+    p.count = contiguous_ptr<int64_t>(count, p.x.rows, "count", true);
+    p.max_ratio = contiguous_ptr<double>(max_ratio, p.x.rows, "max_ratio", true);
+    py::gil_scoped_release release;
+    simgap::cpu::radius_stats<T>(p);
+  });
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -254,6 +292,10 @@ PYBIND11_MODULE(_C, m) {
   m.def("sliced_wasserstein", &sliced_wasserstein, py::arg("x"), py::arg("y"),
         py::arg("projections"), py::arg("a"), py::arg("b"), py::arg("p"), py::arg("center"),
         py::arg("out"));
+  m.def("knn", &knn, py::arg("x"), py::arg("y"), py::arg("k"), py::arg("center"), py::arg("same"),
+        py::arg("exclude_self"), py::arg("dist"), py::arg("index"));
+  m.def("radius_stats", &radius_stats, py::arg("x"), py::arg("y"), py::arg("radii2"),
+        py::arg("center"), py::arg("count"), py::arg("max_ratio"));
   m.def("isa", &simgap::cpu::isa_name, "Instruction set the CPU tile loops dispatched to.");
   m.def("max_threads", &simgap::cpu::max_threads, "Threads an operation will use.");
 #if defined(_OPENMP)

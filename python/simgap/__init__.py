@@ -10,6 +10,7 @@ from importlib.metadata import PackageNotFoundError, version as _version
 
 from ._backend import backends, build_info
 from .kernels import KERNELS, kernel_contract, kernel_matrix, median_bandwidth
+from .metrics import frechet_distance, nearest_neighbors, prdc, realism_score
 from .mmd import MMDTestResult, mmd2, mmd2_batch, mmd_test
 from .sliced import random_projections, sliced_wasserstein
 
@@ -24,9 +25,13 @@ __all__ = [
     "__version__",
     "backends",
     "build_info",
+    "frechet_distance",
     "kernel_contract",
     "kernel_matrix",
     "median_bandwidth",
+    "nearest_neighbors",
+    "prdc",
+    "realism_score",
     "mmd2",
     "mmd2_batch",
     "mmd_test",

@@ -207,7 +207,7 @@ def median_bandwidth(x: Any, y: Any = None, *, max_points: int = 2000, seed: Any
     >>> import numpy as np, simgap
     >>> x = np.random.default_rng(0).normal(size=(500, 8))
     >>> round(simgap.median_bandwidth(x), 1)
-    3.9
+    3.8
     """
     device_of(x=x, y=y)
     xa = as_matrix(x, "x")

@@ -81,7 +81,39 @@ struct SlicedParams {
   double* out = nullptr;                // length L
 };
 
+// The k nearest rows of y for every row of x, by Euclidean distance:
+// dist (n x k, ascending, float64) and index (n x k).  With exclude_self (x is
+// y), row i is not its own neighbour.  Ties keep the lower index.  Missing
+// neighbours (fewer than k candidates) are +inf / -1.
+template <typename T>
+struct KnnParams {
+  MatrixView<T> x;
+  MatrixView<T> y;
+  const double* center = nullptr;
+  int64_t k = 1;
+  bool same = false;
+  bool exclude_self = false;
+  double* dist = nullptr;
+  int64_t* index = nullptr;
+};
+
+// For every query row q of x and the reference rows r_j of y with squared
+// radii radii2[j]: count[q] = #{j : ||q - r_j||^2 < radii2[j]} and
+// max_ratio[q] = max_j radii2[j] / ||q - r_j||^2 (as squares; +inf at distance 0;
+// references with a negative radius are ignored).
+template <typename T>
+struct RadiusParams {
+  MatrixView<T> x;
+  MatrixView<T> y;
+  const double* center = nullptr;
+  const double* radii2 = nullptr;
+  int64_t* count = nullptr;
+  double* max_ratio = nullptr;
+};
+
 namespace cpu {
+template <typename T> void knn(const KnnParams<T>& p);
+template <typename T> void radius_stats(const RadiusParams<T>& p);
 template <typename T> void kernel_contract(const ContractParams<T>& p);
 template <typename T> double kernel_sum(const SumParams<T>& p);
 template <typename T> void kernel_matrix(const MatrixParams<T>& p);

@@ -1,0 +1,234 @@
+"""Sample-quality metrics built on the fused k-nearest-neighbour kernels of the
+C++ core (distances tile by tile with a running top-k; no n x m matrix):
+nearest neighbours, precision / recall / density / coverage, the realism score,
+and the Frechet distance.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _C
+from ._backend import device_of, require_cpu
+from ._validation import as_matrix, as_positive_int, cast, check_same_features, common_dtype, pooled_mean
+
+__all__ = ["frechet_distance", "nearest_neighbors", "prdc", "realism_score"]
+
+
+def _pair(x: Any, y: Any, xname: str, yname: str) -> tuple[np.ndarray, np.ndarray]:
+    xa, ya = as_matrix(x, xname), as_matrix(y, yname)
+    check_same_features(xa, ya, xname, yname)
+    dtype = common_dtype(xa, ya)
+    return cast(xa, dtype), cast(ya, dtype)
+
+
+def _knn(x: np.ndarray, y: np.ndarray | None, k: int, center: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    same = y is None
+    ref = x if same else y
+    dist = np.empty((x.shape[0], k))
+    idx = np.empty((x.shape[0], k), dtype=np.int64)
+    _C.knn(x, ref, k, center, same, same, dist, idx)
+    return dist, idx
+
+
+def _radius_stats(queries: np.ndarray, refs: np.ndarray, radii: np.ndarray, center: np.ndarray):
+    r2 = np.where(radii >= 0, radii * radii, -1.0)
+    count = np.empty(queries.shape[0], dtype=np.int64)
+    ratio = np.empty(queries.shape[0])
+    _C.radius_stats(queries, refs, np.ascontiguousarray(r2), center, count, ratio)
+    return count, ratio
+
+
+def nearest_neighbors(x: Any, y: Any = None, *, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest rows of y (Euclidean) for every row of x, without a distance matrix.
+
+    Parameters
+    ----------
+    x : array_like, shape (n, d)
+    y : array_like, shape (m, d), optional
+        The reference rows.  ``None`` searches x itself, excluding each row from
+        its own neighbours.
+    k : int, default 1
+        Neighbours per row (at most m, or n - 1 when y is None).
+
+    Returns
+    -------
+    distances : ndarray of float64, shape (n, k), ascending
+    indices : ndarray of int64, shape (n, k)
+        Row indices into y (or x); ties keep the lower index.
+
+    Examples
+    --------
+    >>> import numpy as np, simgap
+    >>> x = np.array([[0.0], [1.0], [3.0]])
+    >>> d, i = simgap.nearest_neighbors(x, k=1)
+    >>> d[:, 0].tolist(), i[:, 0].tolist()
+    ([1.0, 1.0, 2.0], [1, 0, 1])
+    """
+    require_cpu("nearest_neighbors", device_of(x=x, y=y))
+    k = as_positive_int(k, "k")
+    if y is None:
+        xa = as_matrix(x, "x")
+        if k > xa.shape[0] - 1:
+            raise ValueError(f"k={k} needs at least {k + 1} rows in x (each row is not its own neighbour)")
+        return _knn(xa, None, k, pooled_mean([xa]))
+    xa, ya = _pair(x, y, "x", "y")
+    if k > ya.shape[0]:
+        raise ValueError(f"k={k} is larger than the {ya.shape[0]} rows of y")
+    return _knn(xa, ya, k, pooled_mean([xa, ya]))
+
+
+def prdc(real: Any, fake: Any, *, k: int = 5) -> dict[str, float]:
+    """Precision, recall, density and coverage (Naeem et al. 2020).
+
+    With r_i the distance from real sample i to its k-th nearest other real
+    sample, and s_j the same among the fake samples:
+
+    - precision = mean_j 1[exists i: ||f_j - r_i|| < r_i]   (fake samples on the real manifold)
+    - recall    = mean_i 1[exists j: ||r_i - f_j|| < s_j]   (real samples on the fake manifold)
+    - density   = 1/(k M) sum_j #{i : ||f_j - r_i|| < r_i}
+    - coverage  = mean_i 1[min_j ||r_i - f_j|| < r_i]
+
+    (strict inequalities, as in the authors' ``prdc`` package).  All distances
+    come from the fused k-NN and ball-count kernels.
+
+    Parameters
+    ----------
+    real : array_like, shape (N, d)
+    fake : array_like, shape (M, d)
+    k : int, default 5
+        Needs N > k and M > k.
+
+    Returns
+    -------
+    dict
+        ``{"precision", "recall", "density", "coverage"}`` as floats.
+
+    Examples
+    --------
+    >>> import numpy as np, simgap
+    >>> rng = np.random.default_rng(0)
+    >>> r, f = rng.normal(size=(500, 8)), rng.normal(size=(500, 8))
+    >>> m = simgap.prdc(r, f)
+    >>> 0.6 < m["precision"] <= 1.0 and 0.6 < m["coverage"] <= 1.0
+    True
+    """
+    require_cpu("prdc", device_of(real=real, fake=fake))
+    k = as_positive_int(k, "k")
+    ra, fa = _pair(real, fake, "real", "fake")
+    for arr, name in ((ra, "real"), (fa, "fake")):
+        if arr.shape[0] <= k:
+            raise ValueError(f"{name} has {arr.shape[0]} rows; prdc with k={k} needs more than k")
+    center = pooled_mean([ra, fa])
+    r_real = _knn(ra, None, k, center)[0][:, k - 1]
+    r_fake = _knn(fa, None, k, center)[0][:, k - 1]
+    count_fake, _ = _radius_stats(fa, ra, r_real, center)
+    count_real, _ = _radius_stats(ra, fa, r_fake, center)
+    nearest_fake = _knn(ra, fa, 1, center)[0][:, 0]
+    return {
+        "precision": float(np.mean(count_fake > 0)),
+        "recall": float(np.mean(count_real > 0)),
+        "density": float(count_fake.sum() / (k * fa.shape[0])),
+        "coverage": float(np.mean(nearest_fake < r_real)),
+    }
+
+
+def realism_score(real: Any, fake: Any, *, k: int = 3) -> np.ndarray:
+    """The realism score of each fake sample (Kynkaanniemi et al. 2019, eq. 3).
+
+    R(f) = max_i r_i / ||f - x_i|| over the real samples x_i whose k-NN radius
+    r_i is at most the median radius (the paper discards the larger half, so
+    that outliers with big balls do not make everything look real).  R >= 1
+    means f lies inside some real k-NN ball; larger is more realistic.
+
+    Parameters
+    ----------
+    real : array_like, shape (N, d)
+    fake : array_like, shape (M, d)
+    k : int, default 3
+        The paper's default.  Needs N > k.
+
+    Returns
+    -------
+    ndarray of float64, shape (M,)
+        ``inf`` for a fake sample that coincides with a real one.
+
+    Examples
+    --------
+    >>> import numpy as np, simgap
+    >>> rng = np.random.default_rng(0)
+    >>> real = rng.normal(size=(400, 4))
+    >>> scores = simgap.realism_score(real, np.vstack([real[:5] + 0.01, real[:5] + 10]))
+    >>> bool(np.median(scores[:5]) > 1 > scores[5:].max())
+    True
+    """
+    require_cpu("realism_score", device_of(real=real, fake=fake))
+    k = as_positive_int(k, "k")
+    ra, fa = _pair(real, fake, "real", "fake")
+    if ra.shape[0] <= k:
+        raise ValueError(f"real has {ra.shape[0]} rows; the realism score with k={k} needs more than k")
+    center = pooled_mean([ra, fa])
+    radii = _knn(ra, None, k, center)[0][:, k - 1]
+    kept = np.where(radii <= np.median(radii), radii, -1.0)
+    _, ratio2 = _radius_stats(fa, ra, kept, center)
+    return np.sqrt(ratio2)
+
+
+def _mean_cov(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and sample covariance (ddof=1) in float64, in row chunks (memory O(d^2))."""
+    n, d = x.shape
+    mu = x.sum(axis=0, dtype=np.float64) / n
+    cov = np.zeros((d, d))
+    step = max(1, (1 << 22) // d)
+    for s in range(0, n, step):
+        c = np.asarray(x[s : s + step], dtype=np.float64) - mu
+        cov += c.T @ c
+    return mu, cov / (n - 1)
+
+
+def frechet_distance(x: Any, y: Any) -> float:
+    r"""Frechet distance between Gaussians fitted to x and y (the FID formula).
+
+    .. math::
+        \|\mu_x - \mu_y\|^2 + \mathrm{Tr}(\Sigma_x) + \mathrm{Tr}(\Sigma_y)
+        - 2\,\mathrm{Tr}\big((\Sigma_x \Sigma_y)^{1/2}\big)
+
+    with sample covariances (ddof = 1), as in pytorch-fid.  The trace of the
+    matrix square root is computed stably as the sum of the square roots of the
+    eigenvalues of the symmetric matrix Sigma_x^{1/2} Sigma_y Sigma_x^{1/2}
+    (``numpy.linalg.eigh``; tiny negative eigenvalues from rounding are clipped
+    at 0), instead of ``scipy.linalg.sqrtm`` of a non-symmetric product.
+
+    Parameters
+    ----------
+    x : array_like, shape (n, d), n >= 2
+    y : array_like, shape (m, d), m >= 2
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> import numpy as np, simgap
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(5000, 4))
+    >>> round(simgap.frechet_distance(x, x + 1.0), 2)
+    4.0
+    """
+    require_cpu("frechet_distance", device_of(x=x, y=y))
+    xa, ya = _pair(x, y, "x", "y")
+    for arr, name in ((xa, "x"), (ya, "y")):
+        if arr.shape[0] < 2:
+            raise ValueError(f"{name} has {arr.shape[0]} row; the Frechet distance needs at least 2")
+    mx, cx = _mean_cov(xa)
+    my, cy = _mean_cov(ya)
+    w, v = np.linalg.eigh(cx)
+    root = (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+    inner = root @ cy @ root
+    ev = np.linalg.eigvalsh((inner + inner.T) / 2.0)
+    tr_sqrt = float(np.sqrt(np.clip(ev, 0.0, None)).sum())
+    diff = mx - my
+    return float(diff @ diff + np.trace(cx) + np.trace(cy) - 2.0 * tr_sqrt)

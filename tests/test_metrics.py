@@ -1,0 +1,129 @@
+"""Nearest neighbours, PRDC, realism score and Frechet distance against plain
+float64 references (scipy's cdist, the prdc package's formulas, pytorch-fid's
+formula with scipy.linalg.sqrtm)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import linalg
+from scipy.spatial.distance import cdist
+
+import simgap
+from conftest import DTYPES, rtol
+
+SIZES = [(7, 9, 1), (50, 33, 3), (401, 250, 17), (1000, 1200, 64)]
+
+
+def ref_prdc(real, fake, k):
+    r, f = real.astype(np.float64), fake.astype(np.float64)
+    drr, dff, drf = cdist(r, r), cdist(f, f), cdist(r, f)
+    radius_r = np.sort(drr, axis=1)[:, k]  # k-th neighbour, self (0) excluded
+    radius_f = np.sort(dff, axis=1)[:, k]
+    inside = drf < radius_r[:, None]
+    return {
+        "precision": inside.any(axis=0).mean(),
+        "recall": (drf < radius_f[None, :]).any(axis=1).mean(),
+        "density": inside.sum(axis=0).mean() / k,
+        "coverage": (drf.min(axis=1) < radius_r).mean(),
+    }
+
+
+def ref_fd(x, y):
+    x, y = x.astype(np.float64), y.astype(np.float64)
+    m1, m2 = x.mean(0), y.mean(0)
+    s1, s2 = np.atleast_2d(np.cov(x, rowvar=False)), np.atleast_2d(np.cov(y, rowvar=False))
+    covmean = linalg.sqrtm(s1 @ s2).real
+    return float(((m1 - m2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,m,d", SIZES)
+@pytest.mark.parametrize("k", [1, 5])
+def test_nearest_neighbors(rng, dtype, n, m, d, k):
+    if k >= n or k > m:
+        pytest.skip("k too large for this size")
+    x = rng.normal(size=(n, d)).astype(dtype)
+    y = (rng.normal(size=(m, d)) * 1.3 + 0.2).astype(dtype)
+    dist, idx = simgap.nearest_neighbors(x, y, k=k)
+    D = cdist(x.astype(np.float64), y.astype(np.float64))
+    np.testing.assert_allclose(dist, np.sort(D, axis=1)[:, :k], rtol=10 * rtol(dtype), atol=1e-6)
+    np.testing.assert_allclose(np.take_along_axis(D, idx, axis=1), dist, rtol=10 * rtol(dtype), atol=1e-6)
+    # self search excludes each row
+    dist_s, idx_s = simgap.nearest_neighbors(x, k=k)
+    Dx = cdist(x.astype(np.float64), x.astype(np.float64))
+    np.fill_diagonal(Dx, np.inf)
+    np.testing.assert_allclose(dist_s, np.sort(Dx, axis=1)[:, :k], rtol=10 * rtol(dtype), atol=1e-6)
+    assert not (idx_s == np.arange(n)[:, None]).any()
+
+
+def test_nearest_neighbors_duplicates_and_ties():
+    x = np.array([[0.0], [0.0], [1.0], [2.0]])
+    dist, idx = simgap.nearest_neighbors(x, k=2)
+    np.testing.assert_array_equal(dist, [[0.0, 1.0], [0.0, 1.0], [1.0, 1.0], [1.0, 2.0]])
+    np.testing.assert_array_equal(idx, [[1, 2], [0, 2], [0, 1], [2, 0]])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,m,d", SIZES[1:])
+def test_prdc_matches_reference(rng, dtype, n, m, d):
+    real = rng.normal(size=(n, d)).astype(dtype)
+    fake = (rng.normal(size=(m, d)) * 1.2 + 0.3).astype(dtype)
+    got = simgap.prdc(real, fake, k=5)
+    ref = ref_prdc(real, fake, 5)
+    for key in ref:
+        # boundary cases may flip in float32: allow one sample's worth
+        assert abs(got[key] - ref[key]) <= (0 if dtype == np.float64 else 2.0 / min(n, m)), (key, got, ref)
+
+
+def test_prdc_detects_missing_mode(rng):
+    real = np.vstack([rng.normal(size=(400, 4)), rng.normal(size=(400, 4)) + 12.0])
+    fake = rng.normal(size=(800, 4))  # only the first mode
+    m = simgap.prdc(real, fake)
+    assert m["precision"] > 0.9 and m["coverage"] < 0.6 and m["recall"] < 0.6
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_realism_score_matches_reference(rng, dtype):
+    real = rng.normal(size=(300, 5)).astype(dtype)
+    fake = (rng.normal(size=(120, 5)) * 1.5).astype(dtype)
+    got = simgap.realism_score(real, fake, k=3)
+    r64, f64 = real.astype(np.float64), fake.astype(np.float64)
+    radii = np.sort(cdist(r64, r64), axis=1)[:, 3]
+    keep = radii <= np.median(radii)
+    ref = (radii[keep][None, :] / cdist(f64, r64[keep])).max(axis=1)
+    np.testing.assert_allclose(got, ref, rtol=10 * rtol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,m,d", [(2, 3, 1), (50, 70, 3), (2000, 1500, 64)])
+def test_frechet_distance_matches_pytorch_fid_formula(rng, dtype, n, m, d):
+    x = rng.normal(size=(n, d)).astype(dtype)
+    y = (rng.normal(size=(m, d)) @ rng.normal(size=(d, d)) * 0.5 + 0.2).astype(dtype)
+    got = simgap.frechet_distance(x, y)
+    np.testing.assert_allclose(got, ref_fd(x, y), rtol=max(rtol(dtype), 1e-6), atol=1e-8)
+
+
+def test_frechet_distance_identical_is_zero_and_shift(rng):
+    x = rng.normal(size=(3000, 6))
+    assert abs(simgap.frechet_distance(x, x)) < 1e-8
+    assert simgap.frechet_distance(x, x + 2.0) == pytest.approx(6 * 4.0, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda a, b: simgap.prdc(a, b, k=0),
+        lambda a, b: simgap.prdc(a[:5], b, k=5),
+        lambda a, b: simgap.nearest_neighbors(a, b[:2], k=3),
+        lambda a, b: simgap.nearest_neighbors(a[:3], k=3),
+        lambda a, b: simgap.frechet_distance(a[:1], b),
+        lambda a, b: simgap.prdc(a, b[:, :2]),
+        lambda a, b: simgap.realism_score(a, np.full_like(b, np.nan)),
+    ],
+)
+def test_metrics_bad_input(call):
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(20, 3)), rng.normal(size=(20, 3))
+    with pytest.raises((ValueError, TypeError)):
+        call(a, b)
