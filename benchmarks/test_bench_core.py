@@ -41,6 +41,21 @@ def test_mmd2_gaussian_f32(benchmark, impl, n, d):
     benchmark.pedantic(fn, rounds=3, iterations=1)
 
 
+@pytest.mark.parametrize("n,d", [(10_000, 512)], ids=lambda v: str(v))
+def test_mmd2_gaussian_f32_geomloss(benchmark, n, d):
+    """GeomLoss's tensorized gaussian loss (= half the biased MMD²), when installed."""
+    geomloss = pytest.importorskip("geomloss")
+    x, y = make_data(n, n, d, np.float32)
+    sigma = SIGMA[d]
+    loss = geomloss.SamplesLoss("gaussian", blur=sigma, backend="tensorized")
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    fn = lambda: 2.0 * float(loss(xt, yt))  # noqa: E731
+    ours = simgap.mmd2(x, y, bandwidth=sigma, estimator="biased")
+    assert abs(fn() - ours) <= 2e-4, (fn(), ours)
+    _info(benchmark, impl="geomloss_tensorized", n=n, m=n, d=d, dtype="float32")
+    benchmark.pedantic(fn, rounds=3, iterations=1)
+
+
 @pytest.mark.parametrize("n,d", [(10_000, 512), (10_000, 64)], ids=lambda v: str(v))
 def test_sgemm_floor(benchmark, n, d):
     """NumPy's x @ y.T for the same sizes: the multiply under every kernel."""
