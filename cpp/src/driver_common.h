@@ -116,6 +116,64 @@ struct Scratch {
 namespace simgap {
 namespace cpu {
 
+// Row-owned traversal of the n x m pair grid, for the operations whose result
+// is kept per row of x (contraction, matrix, k-NN, ball counts).  Threads take
+// blocks of x rows; a block holds up to 8 tiles of kTile rows, packed once, and
+// each y tile is packed once per block and used by all of the block's tiles, so
+// packing costs little next to the Gram products.  For every x tile and every
+// y tile, in increasing y order, op.tile(t, i0, ni, j0, nj, K) receives the
+// kernel tile K (ni x nj, row stride kTile), or the raw squared distances /
+// inner products when raw.  Before the parallel region op.setup(rows_per_block,
+// threads) is called; op.begin(t, r0, rows) and op.end(t, r0, rows) bracket
+// each block on thread t.  Results do not depend on the number of threads.
+template <typename T, typename Op>
+void row_blocks(const TileOps<T>& ops, const PairParams<T>& p, bool raw, Op& op) {
+  const int64_t n = p.x.rows, m = p.y.rows, d = p.x.cols;
+  if (n == 0) return;
+  const int threads = max_threads();
+  const double* center = center_for(p);
+  const int64_t tiles = ceil_div(n, kTile);
+  const int64_t panel_bytes = kTile * (d + 1) * int64_t(sizeof(T));
+  int64_t S = tiles / (int64_t(4) * threads);
+  S = std::max<int64_t>(1, std::min<int64_t>({S, 8, std::max<int64_t>(1, (int64_t(8) << 20) / panel_bytes)}));
+  const int64_t rows = S > 1 ? S * kTile : choose_row_block(n, threads, ops.mr);
+  const int64_t nblocks = ceil_div(n, rows);
+  const int64_t xpanel = std::max(rows, kTile);
+  op.setup(rows, threads);
+  Scratch<T> scratch(threads, xpanel * d + xpanel + kTile * d + kTile + kTile * kTile);
+
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = SIMGAP_THREAD_ID();
+    T* xs = scratch.slot(t);
+    T* xsn = xs + xpanel * d;
+    T* yb = xsn + xpanel;
+    T* yn = yb + kTile * d;
+    T* K = yn + kTile;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t blk = 0; blk < nblocks; ++blk) {
+      const int64_t r0 = blk * rows, rn = std::min(rows, n - r0);
+      const int64_t sub = ceil_div(rn, kTile);
+      op.begin(t, r0, rn);
+      for (int64_t s = 0; s < sub; ++s) {
+        const int64_t i0 = r0 + s * kTile, ni = std::min(kTile, r0 + rn - i0);
+        ops.pack(p.x, center, i0, ni, ops.mr, xs + s * kTile * d, xsn + s * kTile);
+      }
+      for (int64_t j0 = 0; j0 < m; j0 += kTile) {
+        const int64_t nj = std::min(kTile, m - j0);
+        ops.pack(p.y, center, j0, nj, ops.nr, yb, yn);
+        for (int64_t s = 0; s < sub; ++s) {
+          const int64_t i0 = r0 + s * kTile, ni = std::min(kTile, r0 + rn - i0);
+          compute_tile(ops, p, i0, ni, j0, nj, xs + s * kTile * d, xsn + s * kTile, yb, yn, K,
+                       kTile, raw);
+          op.tile(t, i0, ni, j0, nj, K);
+        }
+      }
+      op.end(t, r0, rn);
+    }
+  }
+}
+
 // One thread's buffers for evaluating tiles of up to kTile x kTile pairs.
 template <typename T>
 struct TileWork {
@@ -132,38 +190,45 @@ struct TileWork {
         K2(K + kTile * kTile), bb(K2 + kTile * kTile) {}
 };
 
-// sum_ij a_i k(x_i, y_j) b_j over one tile: rows [i0, i0+ni) of x, [j0, j0+nj) of y.
-// x must already be packed in w.xb when pack_x is false.  With per_scale, the
-// sum for each bandwidth alone is added to per_scale[s] (from one Gram tile).
+// sum_ij a_i k(x_i, y_j) b_j over one tile (rows [i0, i0+ni) of x, [j0, j0+nj)
+// of y) whose panels are already packed.  With per_scale, the sum for each
+// bandwidth alone is added to per_scale[s] (from the same Gram tile).
 template <typename T>
-double tile_sum(const TileOps<T>& ops, const SumParams<T>& p, const double* center, int64_t i0,
-                int64_t ni, int64_t j0, int64_t nj, bool pack_x, TileWork<T>& w,
-                double weight, double* per_scale) {
-  const int64_t d = p.x.cols;
-  if (pack_x) ops.pack(p.x, center, i0, ni, ops.mr, w.xb, w.xn);
-  ops.pack(p.y, center, j0, nj, ops.nr, w.yb, w.yn);
-  for (int64_t j = 0; j < nj; ++j) w.bb[j] = p.b ? T(p.b[j0 + j]) : T(1);
+double packed_tile_sum(const TileOps<T>& ops, const SumParams<T>& p, int64_t i0, int64_t ni,
+                       int64_t j0, int64_t nj, const T* xb, const T* xn, const T* yb,
+                       const T* yn, T* K, T* K2, T* bb, double weight, double* per_scale) {
+  for (int64_t j = 0; j < nj; ++j) bb[j] = p.b ? T(p.b[j0 + j]) : T(1);
   const double* a = p.a ? p.a + i0 : nullptr;
   if (per_scale == nullptr) {
-    compute_tile(ops, p, i0, ni, j0, nj, w.xb, w.xn, w.yb, w.yn, w.K, kTile);
-    if (p.same) fix_diagonal(p.kernel, i0, ni, j0, nj, w.K, kTile, p.exclude_diagonal);
-    return weight * ops.sum_tile(w.K, kTile, ni, nj, a, w.bb);
+    compute_tile(ops, p, i0, ni, j0, nj, xb, xn, yb, yn, K, kTile);
+    if (p.same) fix_diagonal(p.kernel, i0, ni, j0, nj, K, kTile, p.exclude_diagonal);
+    return weight * ops.sum_tile(K, kTile, ni, nj, a, bb);
   }
-  compute_tile(ops, p, i0, ni, j0, nj, w.xb, w.xn, w.yb, w.yn, w.K, kTile, true);
+  compute_tile(ops, p, i0, ni, j0, nj, xb, xn, yb, yn, K, kTile, true);
   double total = 0.0;
   KernelParams one = p.kernel;
   one.n_scales = 1;
   for (int s = 0; s < p.kernel.n_scales; ++s) {
     one.scale[0] = p.kernel.scale[s];
-    for (int64_t i = 0; i < ni; ++i)
-      std::copy(w.K + i * kTile, w.K + i * kTile + nj, w.K2 + i * kTile);
-    ops.apply_tile(one, w.K2, kTile, ni, nj);
-    if (p.same) fix_diagonal(one, i0, ni, j0, nj, w.K2, kTile, p.exclude_diagonal);
-    const double v = weight * ops.sum_tile(w.K2, kTile, ni, nj, a, w.bb);
+    for (int64_t i = 0; i < ni; ++i) std::copy(K + i * kTile, K + i * kTile + nj, K2 + i * kTile);
+    ops.apply_tile(one, K2, kTile, ni, nj);
+    if (p.same) fix_diagonal(one, i0, ni, j0, nj, K2, kTile, p.exclude_diagonal);
+    const double v = weight * ops.sum_tile(K2, kTile, ni, nj, a, bb);
     per_scale[s] += v;
     total += v;
   }
   return total;
+}
+
+// The same, packing the tile's panels first (x only when pack_x).
+template <typename T>
+double tile_sum(const TileOps<T>& ops, const SumParams<T>& p, const double* center, int64_t i0,
+                int64_t ni, int64_t j0, int64_t nj, bool pack_x, TileWork<T>& w,
+                double weight, double* per_scale) {
+  if (pack_x) ops.pack(p.x, center, i0, ni, ops.mr, w.xb, w.xn);
+  ops.pack(p.y, center, j0, nj, ops.nr, w.yb, w.yn);
+  return packed_tile_sum(ops, p, i0, ni, j0, nj, w.xb, w.xn, w.yb, w.yn, w.K, w.K2, w.bb,
+                         weight, per_scale);
 }
 
 }  // namespace cpu
