@@ -13,6 +13,7 @@ from .kernels import KERNELS, kernel_contract, kernel_matrix, median_bandwidth
 from .metrics import frechet_distance, nearest_neighbors, prdc, realism_score
 from .mmd import MMDTestResult, mmd2, mmd2_batch, mmd_test
 from .sliced import random_projections, sliced_wasserstein
+from .embedding import Embedder, EmbeddingStore, StoreError, as_embeddings, load_embeddings, save_embeddings
 
 try:
     __version__ = _version("simgap")
@@ -20,14 +21,19 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
 __all__ = [
+    "Embedder",
+    "EmbeddingStore",
     "KERNELS",
     "MMDTestResult",
+    "StoreError",
     "__version__",
+    "as_embeddings",
     "backends",
     "build_info",
     "frechet_distance",
     "kernel_contract",
     "kernel_matrix",
+    "load_embeddings",
     "median_bandwidth",
     "nearest_neighbors",
     "prdc",
@@ -36,5 +42,6 @@ __all__ = [
     "mmd2_batch",
     "mmd_test",
     "random_projections",
+    "save_embeddings",
     "sliced_wasserstein",
 ]
