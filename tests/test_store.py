@@ -524,3 +524,19 @@ def test_memory_stays_bounded_by_the_batch(tmp_path):
     limit = 32 << 20
     assert input_bytes > 6 * limit and output_bytes > limit
     assert growth < limit, f"peak RSS grew by {growth / 2**20:.1f} MiB (limit {limit / 2**20:.0f} MiB)"
+
+
+def test_distance_functions_take_a_store_or_its_path(tmp_path):
+    """Precomputed embeddings are first-class: stores and store paths work wherever arrays do."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(120, 6)).astype(np.float32)
+    y = (rng.normal(size=(90, 6)) + 0.4).astype(np.float32)
+    simgap.save_embeddings(tmp_path / "real", x)
+    store = simgap.EmbeddingStore(tmp_path / "real")
+    expected = simgap.mmd2(x, y)
+    assert simgap.mmd2(store, y) == expected
+    assert simgap.mmd2(str(tmp_path / "real"), y) == expected
+    assert simgap.sliced_wasserstein(tmp_path / "real", y) == simgap.sliced_wasserstein(x, y)
+    assert simgap.prdc(store, y) == simgap.prdc(x, y)
+    with pytest.raises((FileNotFoundError, ValueError)):
+        simgap.mmd2(tmp_path / "missing", y)

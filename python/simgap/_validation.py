@@ -5,6 +5,7 @@ here and names the offending argument; the compiled kernels trust what they get.
 from __future__ import annotations
 
 import numbers
+import os
 from typing import Any, Sequence
 
 import numpy as np
@@ -19,12 +20,20 @@ _FINITE_CHUNK_ELEMENTS = 1 << 22
 def as_matrix(x: Any, name: str) -> np.ndarray:
     """A 2-D float32/float64 NumPy view of ``x`` (copied only when needed).
 
+    ``x`` may be an array, a CPU tensor, an :class:`~simgap.EmbeddingStore` or
+    the path of one (its rows are memory-mapped, not read into memory).
+
     Integer and boolean inputs become float64, float16 becomes float32; complex,
     object and string dtypes raise TypeError; non-2-D, empty or non-finite
     inputs raise ValueError.
     """
     if x is None:
         raise TypeError(f"{name} must be an array of shape (n_samples, n_features), got None")
+    if isinstance(x, (str, os.PathLike)) or type(x).__name__ == "EmbeddingStore":
+        # An embedding store (or its folder): its rows, memory-mapped.
+        from .store import as_embeddings
+
+        x = as_embeddings(x, name=name)
     if _is_torch_tensor(x):
         if x.device.type != "cpu":
             raise ValueError(f"{name} is on {x.device}; this function needs CPU data")
