@@ -13,6 +13,7 @@ from .kernels import KERNELS, kernel_contract, kernel_matrix, median_bandwidth
 from .metrics import frechet_distance, nearest_neighbors, prdc, realism_score
 from .mmd import MMDTestResult, mmd2, mmd2_batch, mmd_test
 from .sliced import random_projections, sliced_wasserstein
+from . import distributed  # torch.distributed is imported only when its functions run
 from .embedding import Embedder, EmbeddingStore, StoreError, as_embeddings, load_embeddings, save_embeddings
 
 try:
@@ -30,6 +31,7 @@ __all__ = [
     "as_embeddings",
     "backends",
     "build_info",
+    "distributed",
     "frechet_distance",
     "kernel_contract",
     "kernel_matrix",

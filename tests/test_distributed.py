@@ -1,0 +1,347 @@
+"""simgap.distributed on 2- and 3-process gloo groups on the CPU.
+
+Each group is a set of subprocesses (this file run as a script) that meet
+through a file store in a temporary directory, so no port is reserved and no
+warning or state of torch.distributed reaches the test process.  Every rank
+computes every scenario on its shard and writes its results; the test compares
+them with the single-process functions on the concatenated data, and the ranks
+with each other.  Every subprocess runs under an overall timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+import torch.distributed  # noqa: E402
+
+import simgap  # noqa: E402
+from simgap.distributed import shard_indices, shard_range  # noqa: E402
+
+if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():  # pragma: no cover
+    pytest.skip("torch.distributed with gloo is not available", allow_module_level=True)
+
+HERE = os.path.abspath(__file__)
+GROUP_TIMEOUT_S = 20  # init_process_group timeout inside the workers
+LAUNCH_TIMEOUT_S = 120  # the whole group, from the test's side
+# float32: the tiles of the kernel sums are accumulated in float32 and the tiles differ with the
+# sharding; the statistics cancel large sums (1'K'1 ~ N^2), so the absolute error is set by the
+# kernel's scale (k <= 1 here), as in conftest.kernel_tol.
+TOL = {"float64": dict(rtol=1e-10, atol=1e-13), "float32": dict(rtol=1e-5, atol=1e-6)}
+
+
+# ------------------------------------------------------------------------------ scenarios
+def _data(n, m, d, dtype, seed=0, shift=0.3):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d)).astype(dtype)
+    y = (rng.normal(size=(m, d)) + shift).astype(dtype)
+    return x, y
+
+
+def _sizes(total, world, split):
+    if split == "even":
+        return [shard_range(total, r, world)[1] - shard_range(total, r, world)[0] for r in range(world)]
+    if split == "uneven":  # proportions 1 : 3 : 2
+        w = np.array([1, 3, 2][:world], dtype=float)
+        sizes = np.floor(total * w / w.sum()).astype(int)
+        sizes[-1] += total - sizes.sum()
+        return sizes.tolist()
+    if split == "empty_last":  # the last rank has no rows
+        base = [shard_range(total, r, world - 1) for r in range(world - 1)]
+        return [b - a for a, b in base] + [0]
+    if split == "empty_first":
+        base = [shard_range(total, r, world - 1) for r in range(world - 1)]
+        return [0] + [b - a for a, b in base]
+    raise ValueError(split)
+
+
+def _shard(a, rank, world, split):
+    sizes = _sizes(a.shape[0], world, split)
+    start = sum(sizes[:rank])
+    return a[start : start + sizes[rank]]
+
+
+# name: (function, data (n, m, d, dtype), x split, y split, options, weights?)
+SCENARIOS = {
+    "mmd2_f64_even": ("mmd2", (300, 250, 7, "float64"), "even", "even", {}, False),
+    "mmd2_f32_uneven": ("mmd2", (301, 203, 5, "float32"), "uneven", "uneven", {}, False),
+    "mmd2_empty": ("mmd2", (120, 97, 4, "float64"), "empty_last", "empty_first", {}, False),
+    "mmd2_median_subsample": ("mmd2", (1400, 1100, 3, "float64"), "uneven", "even", {}, False),
+    "mmd2_biased_laplacian": ("mmd2", (150, 170, 6, "float64"),
+                              "uneven", "even", dict(kernel="laplacian", estimator="biased"), False),
+    "mmd2_energy": ("mmd2", (150, 130, 6, "float64"), "even", "uneven", dict(kernel="energy"), False),
+    "mmd2_polynomial_f32": ("mmd2", (180, 150, 6, "float32"), "even", "even", dict(kernel="polynomial"), False),
+    "mmd2_per_bandwidth": ("mmd2", (160, 140, 5, "float64"), "uneven", "uneven",
+                           dict(bandwidth=[0.5, 2.0, 4.0], per_bandwidth=True), False),
+    "mmd2_weighted": ("mmd2", (160, 140, 5, "float64"), "uneven", "empty_last", {}, True),
+    "mmd2_weighted_unbiased": ("mmd2", (160, 140, 5, "float64"), "even", "uneven",
+                               dict(estimator="unbiased"), True),
+    "mmd2_batch": ("mmd2_batch", (200, 150, 5, "float64"), "uneven", "even", {}, False),
+    "mmd_test_unbiased": ("mmd_test", (130, 110, 4, "float64"), "uneven", "even",
+                          dict(n_permutations=99, seed=3), False),
+    "mmd_test_biased_f32": ("mmd_test", (90, 120, 4, "float32"), "even", "empty_last",
+                            dict(n_permutations=40, estimator="biased", seed=1), False),
+    "sliced_f64": ("sliced_wasserstein", (300, 280, 6, "float64"), "uneven", "even",
+                   dict(n_projections=50), False),
+    "sliced_f32_p1": ("sliced_wasserstein", (257, 260, 6, "float32"), "even", "uneven",
+                      dict(n_projections=33, p=1, seed=5), False),
+    "sliced_weighted_empty": ("sliced_wasserstein", (200, 180, 4, "float64"), "empty_first", "even",
+                              dict(n_projections=20, return_per_projection=True), True),
+    # tiny memory budgets: several batches of relabellings / rounds of directions
+    "mmd_test_small_batches": ("mmd_test", (70, 60, 3, "float64"), "uneven", "uneven",
+                               dict(n_permutations=30, seed=2), False),
+    "sliced_small_rounds": ("sliced_wasserstein", (90, 70, 3, "float64"), "uneven", "even",
+                            dict(n_projections=20, seed=4), True),
+    "sliced_few_directions": ("sliced_wasserstein", (60, 50, 3, "float64"), "even", "even",
+                              dict(n_projections=2), False),
+}
+
+
+def _inputs(name):
+    fn, (n, m, d, dt), xs, ys, opts, weighted = SCENARIOS[name]
+    x, y = _data(n, m, d, dt, seed=len(name))
+    kw = dict(opts)
+    extra = {}
+    if fn == "mmd2_batch":
+        y2 = _data(m + 11, m, d, dt, seed=99)[0]
+        extra["ys"] = [y, y2]
+    if weighted:
+        rng = np.random.default_rng(7)
+        extra["x_weights"] = rng.uniform(0.1, 2.0, size=n)
+        extra["y_weights"] = rng.uniform(0.1, 2.0, size=m)
+    return fn, x, y, kw, extra, xs, ys
+
+
+def _single(name):
+    fn, x, y, kw, extra, _, _ = _inputs(name)
+    if fn == "mmd2_batch":
+        return simgap.mmd2_batch(x, extra["ys"], **kw)
+    kw.update({k: v for k, v in extra.items() if k.endswith("weights")})
+    return getattr(simgap, fn)(x, y, **kw)
+
+
+def _distributed(name, rank, world):
+    import simgap.distributed as sd
+
+    fn, x, y, kw, extra, xs, ys = _inputs(name)
+    small = "small" in name
+    sd._TEST_MEMORY_BYTES = 1 if small else simgap.mmd._TEST_MEMORY_BYTES
+    sd._SLICED_MEMORY_BYTES = 1 if small else 256 << 20
+    xl = _shard(x, rank, world, xs)
+    if fn == "mmd2_batch":
+        sets = [_shard(s, rank, world, ys if k == 0 else "uneven") for k, s in enumerate(extra["ys"])]
+        return sd.mmd2_batch(xl, sets, **kw)
+    kw = dict(kw)
+    for key, split in (("x_weights", xs), ("y_weights", ys)):
+        if key in extra:
+            kw[key] = _shard(extra[key], rank, world, split)
+    return getattr(sd, fn)(xl, _shard(y, rank, world, ys), **kw)
+
+
+def _plain(result):
+    if isinstance(result, simgap.MMDTestResult):
+        return ("test", result.statistic, result.p_value, np.asarray(result.null_distribution))
+    if isinstance(result, tuple):
+        return ("tuple",) + tuple(result)
+    return ("value", np.asarray(result, dtype=np.float64))
+
+
+# ---------------------------------------------------------------------------- the worker
+def _worker(rank, world, store, outdir, job):
+    import datetime
+
+    import torch.distributed as dist
+
+    import simgap.distributed as sd
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world,
+                            timeout=datetime.timedelta(seconds=GROUP_TIMEOUT_S if job == "scenarios" else 3))
+    results = {}
+    if job == "scenarios":
+        for name in SCENARIOS:
+            t0 = time.perf_counter()
+            results[name] = (_plain(_distributed(name, rank, world)), time.perf_counter() - t0)
+        x, y = _data(40, 30, 3, "float64")
+        # A bad shard on one rank: every rank must raise, naming it, and the group stays usable.
+        bad = x[:10].copy()
+        if rank == world - 1:
+            bad[2, 1] = np.nan
+        for label, call in (
+            ("nan", lambda: sd.mmd2(bad, y[:10])),
+            ("options", lambda: sd.mmd2(x[:10], y[:10], kernel="gaussian" if rank else "laplacian")),
+            ("features", lambda: sd.sliced_wasserstein(x[:10, : 2 + (rank == 1)], y[:10, : 2 + (rank == 1)])),
+        ):
+            try:
+                call()
+                results[label] = ("no error",)
+            except Exception as exc:  # recorded for the test to check
+                results[label] = (type(exc).__name__, str(exc))
+        results["after_errors"] = _plain(sd.mmd2(x[rank::world], y[rank::world], bandwidth=1.0))
+    elif job == "crash":
+        if rank == 1:
+            raise SystemExit(7)  # the user's code fails on one rank before the call
+        sd.mmd2(np.ones((5, 2)), np.zeros((5, 2)))
+    elif job == "hang":
+        if rank == 1:
+            time.sleep(60)  # never arrives; the test kills it
+        sd.mmd_test(np.ones((5, 2)), np.zeros((5, 2)), n_permutations=5)
+    with open(os.path.join(outdir, f"rank{rank}.pkl"), "wb") as fh:
+        pickle.dump(results, fh)
+    dist.destroy_process_group()
+
+
+def _launch(tmp_path, world, job, wait_for=None):
+    """Start `world` workers; wait for all (or only the ranks in wait_for); return (procs, outputs)."""
+    store = tmp_path / f"store_{job}_{world}"
+    env = dict(os.environ, OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo", PYTHONWARNINGS="ignore")
+    procs = [
+        subprocess.Popen([sys.executable, HERE, str(r), str(world), str(store), str(tmp_path), job],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+        for r in range(world)
+    ]
+    outputs = {}
+    deadline = time.monotonic() + LAUNCH_TIMEOUT_S
+    try:
+        for r, p in enumerate(procs):
+            if wait_for is not None and r not in wait_for:
+                continue
+            out, _ = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            outputs[r] = out.decode(errors="replace")
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.communicate()
+    return procs, outputs
+
+
+@pytest.fixture(scope="module", params=[2, 3], ids=["2proc", "3proc"])
+def group_results(request, tmp_path_factory):
+    world = request.param
+    tmp = tmp_path_factory.mktemp(f"dist{world}")
+    procs, outputs = _launch(tmp, world, "scenarios")
+    for r, p in enumerate(procs):
+        assert p.returncode == 0, f"rank {r} failed:\n{outputs[r][-3000:]}"
+    results = []
+    for r in range(world):
+        with open(tmp / f"rank{r}.pkl", "rb") as fh:
+            results.append(pickle.load(fh))
+    return world, results
+
+
+# ------------------------------------------------------------------------------ the tests
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_equals_single_process(group_results, name):
+    world, results = group_results
+    expected = _plain(_single(name))
+    tol = TOL[SCENARIOS[name][1][3]]
+    first = results[0][name][0]
+    for r in range(world):
+        got = results[r][name][0]
+        assert got[0] == expected[0]
+        for g, e in zip(got[1:], expected[1:]):
+            np.testing.assert_allclose(g, e, **tol, err_msg=f"{name}, rank {r}")
+        for g, f in zip(got[1:], first[1:]):  # the same bits on every rank
+            np.testing.assert_array_equal(g, f, err_msg=f"{name}: rank {r} differs from rank 0")
+
+
+def test_permutation_test_has_the_single_process_null(group_results):
+    world, results = group_results
+    got = results[0]["mmd_test_unbiased"][0]
+    expected = _single("mmd_test_unbiased")
+    assert got[2] == expected.p_value
+    assert got[3].shape == (99,)
+
+
+def test_a_bad_rank_fails_every_rank(group_results):
+    world, results = group_results
+    for r in range(world):
+        kind, msg = results[r]["nan"]
+        assert kind == "ValueError"
+        assert "NaN" in msg
+        if r != world - 1:
+            assert f"rank {world - 1}" in msg
+        kind, msg = results[r]["options"]
+        assert kind == "ValueError" and "different options" in msg
+        kind, msg = results[r]["features"]
+        assert kind == "ValueError" and "features" in msg
+        assert results[r]["after_errors"][0] == "value"
+
+
+def test_a_crashed_rank_does_not_hang_the_others(tmp_path):
+    t0 = time.monotonic()
+    procs, outputs = _launch(tmp_path, 2, "crash")
+    assert procs[1].returncode == 7
+    assert procs[0].returncode != 0, outputs[0]
+    assert time.monotonic() - t0 < LAUNCH_TIMEOUT_S
+
+
+def test_a_missing_rank_is_named_after_the_timeout(tmp_path):
+    procs, outputs = _launch(tmp_path, 2, "hang", wait_for={0})
+    assert procs[0].returncode != 0
+    assert "1 failed to pass monitoredBarrier" in outputs[0], outputs[0][-2000:]
+
+
+# --------------------------------------------------------------------- single-process parts
+@pytest.mark.parametrize("n,world", [(0, 1), (1, 3), (10, 3), (11, 4), (97, 5)])
+def test_shards_cover_every_row_once(n, world):
+    for strided in (False, True):
+        parts = [shard_indices(n, r, world, strided=strided) for r in range(world)]
+        allidx = np.sort(np.concatenate(parts))
+        np.testing.assert_array_equal(allidx, np.arange(n))
+        sizes = [len(p) for p in parts]
+        assert max(sizes) - min(sizes) <= 1
+    assert np.array_equal(np.concatenate([shard_indices(n, r, world) for r in range(world)]), np.arange(n))
+
+
+def test_shard_range_checks_its_arguments():
+    with pytest.raises(ValueError, match="rank must be < world"):
+        shard_range(10, 3, 3)
+    with pytest.raises(TypeError):
+        shard_range(10.0, 0, 2)
+
+
+def test_merge_stores_joins_the_parts_in_order(tmp_path):
+    from simgap.distributed import merge_stores
+
+    rng = np.random.default_rng(0)
+    full = rng.normal(size=(11, 4)).astype(np.float32)
+    labels = np.array([f"s{i}" for i in range(11)])
+    parts = []
+    for r in range(3):
+        idx = shard_indices(11, r, 3)
+        parts.append(simgap.save_embeddings(tmp_path / f"rank{r}", full[idx], metadata={"label": labels[idx]},
+                                            info={"model_class": "M"}).path)
+    merged = merge_stores(parts, tmp_path / "all" / "store", chunk_rows=3)
+    np.testing.assert_array_equal(np.asarray(merged.embeddings), full)
+    np.testing.assert_array_equal(merged.metadata["label"], labels)
+    assert merged.manifest["model_class"] == "M"
+    other = simgap.save_embeddings(tmp_path / "other", full[:2], info={"model_class": "N"}).path
+    with pytest.raises(ValueError, match="different models"):
+        merge_stores([parts[0], other], tmp_path / "bad")
+
+
+def test_needs_an_initialised_group():
+    import simgap.distributed as sd
+
+    if torch.distributed.is_initialized():  # pragma: no cover
+        pytest.skip("a process group is already initialised in this process")
+    with pytest.raises(RuntimeError, match="init_process_group"):
+        sd.mmd2(np.ones((3, 2)), np.zeros((3, 2)))
+
+
+def test_importing_simgap_does_not_import_torch_distributed():
+    code = "import sys, simgap, simgap.distributed; print('torch.distributed' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+if __name__ == "__main__":
+    _worker(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5])
