@@ -13,6 +13,8 @@ from .kernels import KERNELS, kernel_contract, kernel_matrix, median_bandwidth
 from .metrics import frechet_distance, nearest_neighbors, prdc, realism_score
 from .mmd import MMDTestResult, mmd2, mmd2_batch, mmd_test
 from .sliced import random_projections, sliced_wasserstein
+from .compare import VERDICTS, compare
+from .report import SCHEMA_VERSION, GapReport
 from . import distributed  # torch.distributed is imported only when its functions run
 from .embedding import Embedder, EmbeddingStore, StoreError, as_embeddings, load_embeddings, save_embeddings
 
@@ -23,6 +25,9 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "Embedder",
+    "GapReport",
+    "SCHEMA_VERSION",
+    "VERDICTS",
     "EmbeddingStore",
     "KERNELS",
     "MMDTestResult",
@@ -31,6 +36,7 @@ __all__ = [
     "as_embeddings",
     "backends",
     "build_info",
+    "compare",
     "distributed",
     "frechet_distance",
     "kernel_contract",
