@@ -19,15 +19,13 @@ void check(cudaError_t status, const char* what) {
     throw std::runtime_error(std::string(what) + " failed: " + cudaGetErrorString(status));
 }
 
-// Evaluate the kernel elementwise on device buffers given as integer
-// addresses (torch's data_ptr()), on the given stream (torch's cuda_stream).
-void kernel_values(std::uintptr_t d2, std::uintptr_t g, std::uintptr_t out, int64_t n,
-                   bool is_double, int kernel, std::vector<double> scales, double gamma,
-                   double coef0, int degree, std::uintptr_t stream) {
+simgap::KernelParams make_kernel(int kernel, const std::vector<double>& scales, double gamma,
+                                 double coef0, int degree) {
   if (kernel < 0 || kernel > static_cast<int>(simgap::KernelType::Energy))
     throw std::invalid_argument("kernel: unknown kernel type");
   if (scales.empty() || scales.size() > static_cast<size_t>(simgap::kMaxBandwidths))
     throw std::invalid_argument("bandwidth: between 1 and 32 scales are supported");
+  if (degree < 1) throw std::invalid_argument("degree: must be a positive integer");
   simgap::KernelParams kp;
   kp.type = static_cast<simgap::KernelType>(kernel);
   kp.n_scales = static_cast<int>(scales.size());
@@ -35,8 +33,18 @@ void kernel_values(std::uintptr_t d2, std::uintptr_t g, std::uintptr_t out, int6
   kp.gamma = gamma;
   kp.coef0 = coef0;
   kp.degree = degree;
+  return kp;
+}
+
+// Evaluate the kernel elementwise on device buffers given as integer
+// addresses (torch's data_ptr()), on the given device and stream.
+void kernel_values(std::uintptr_t d2, std::uintptr_t g, std::uintptr_t out, int64_t n,
+                   bool is_double, int kernel, std::vector<double> scales, double gamma,
+                   double coef0, int degree, int device, std::uintptr_t stream) {
+  const simgap::KernelParams kp = make_kernel(kernel, scales, gamma, coef0, degree);
   auto s = reinterpret_cast<cudaStream_t>(stream);
   py::gil_scoped_release release;
+  check(cudaSetDevice(device), "cudaSetDevice");
   if (is_double)
     check(simgap::cuda::kernel_values<double>(kp, reinterpret_cast<const double*>(d2),
                                               reinterpret_cast<const double*>(g),
@@ -49,6 +57,84 @@ void kernel_values(std::uintptr_t d2, std::uintptr_t g, std::uintptr_t out, int6
           "kernel_values");
 }
 
+template <typename T>
+simgap::MatrixView<T> device_view(std::uintptr_t ptr, int64_t rows, int64_t cols) {
+  simgap::MatrixView<T> v;
+  v.ptr = reinterpret_cast<const T*>(ptr);
+  v.rows = rows;
+  v.cols = cols;
+  v.row_stride = cols;
+  v.col_stride = 1;
+  return v;
+}
+
+// The pieces every tiled call shares: views, centre, kernel, and the row norms
+// (computed into the caller's float64 buffers on the caller's stream).
+template <typename T, typename P>
+void prepare(P& p, std::uintptr_t x, int64_t n, std::uintptr_t y, int64_t m, int64_t d,
+             std::uintptr_t center, const simgap::KernelParams& kp, bool same, std::uintptr_t xn,
+             std::uintptr_t yn, cudaStream_t s) {
+  // This module links its own (static) CUDA runtime, whose current device is
+  // not torch's: the callers set the device passed from Python first.
+  p.x = device_view<T>(x, n, d);
+  p.y = device_view<T>(y, m, d);
+  p.center = center ? reinterpret_cast<const double*>(center) : nullptr;
+  p.kernel = kp;
+  p.same = same;
+  check(simgap::cuda::row_norms<T>(p.x, p.center, reinterpret_cast<double*>(xn), s), "row_norms(x)");
+  check(simgap::cuda::row_norms<T>(p.y, p.center, reinterpret_cast<double*>(yn), s), "row_norms(y)");
+}
+
+// out (n x q, float64) += K(x, y) @ w (m x q, dtype of x); all device addresses.
+void kernel_contract(std::uintptr_t x, int64_t n, std::uintptr_t y, int64_t m, int64_t d,
+                     std::uintptr_t w, int64_t q, std::uintptr_t out, std::uintptr_t xn,
+                     std::uintptr_t yn, std::uintptr_t center, bool is_double, int kernel,
+                     std::vector<double> scales, double gamma, double coef0, int degree, bool same,
+                     bool exclude_diagonal, int device, std::uintptr_t stream) {
+  const simgap::KernelParams kp = make_kernel(kernel, scales, gamma, coef0, degree);
+  if (n == 0 || m == 0 || q == 0) return;
+  auto s = reinterpret_cast<cudaStream_t>(stream);
+  py::gil_scoped_release release;
+  check(cudaSetDevice(device), "cudaSetDevice");
+  auto run = [&](auto tag) {
+    using T = decltype(tag);
+    simgap::ContractParams<T> p;
+    prepare<T>(p, x, n, y, m, d, center, kp, same, xn, yn, s);
+    p.weights = reinterpret_cast<const T*>(w);
+    p.q = q;
+    p.out = reinterpret_cast<double*>(out);
+    p.exclude_diagonal = exclude_diagonal;
+    check(simgap::cuda::kernel_contract<T>(p, reinterpret_cast<const double*>(xn),
+                                           reinterpret_cast<const double*>(yn), s),
+          "kernel_contract");
+  };
+  if (is_double) run(double{});
+  else run(float{});
+}
+
+// out (n x m, dtype of x) = K(x, y); all device addresses.
+void kernel_matrix(std::uintptr_t x, int64_t n, std::uintptr_t y, int64_t m, int64_t d,
+                   std::uintptr_t out, std::uintptr_t xn, std::uintptr_t yn, std::uintptr_t center,
+                   bool is_double, int kernel, std::vector<double> scales, double gamma,
+                   double coef0, int degree, bool same, int device, std::uintptr_t stream) {
+  const simgap::KernelParams kp = make_kernel(kernel, scales, gamma, coef0, degree);
+  if (n == 0 || m == 0) return;
+  auto s = reinterpret_cast<cudaStream_t>(stream);
+  py::gil_scoped_release release;
+  check(cudaSetDevice(device), "cudaSetDevice");
+  auto run = [&](auto tag) {
+    using T = decltype(tag);
+    simgap::MatrixParams<T> p;
+    prepare<T>(p, x, n, y, m, d, center, kp, same, xn, yn, s);
+    p.out = reinterpret_cast<T*>(out);
+    check(simgap::cuda::kernel_matrix<T>(p, reinterpret_cast<const double*>(xn),
+                                         reinterpret_cast<const double*>(yn), s),
+          "kernel_matrix");
+  };
+  if (is_double) run(double{});
+  else run(float{});
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_cuda, m) {
@@ -57,7 +143,18 @@ PYBIND11_MODULE(_cuda, m) {
   m.def("runtime_version", &simgap::cuda::runtime_version);
   m.def("driver_version", &simgap::cuda::driver_version);
   m.def("device_name", &simgap::cuda::device_name, py::arg("device"));
+  m.def("kernel_contract", &kernel_contract, py::arg("x"), py::arg("n"), py::arg("y"),
+        py::arg("m"), py::arg("d"), py::arg("w"), py::arg("q"), py::arg("out"), py::arg("xn"),
+        py::arg("yn"), py::arg("center"), py::arg("is_double"), py::arg("kernel"),
+        py::arg("scales"), py::arg("gamma"), py::arg("coef0"), py::arg("degree"),
+        py::arg("same"), py::arg("exclude_diagonal"), py::arg("device"), py::arg("stream"));
+  m.def("kernel_matrix", &kernel_matrix, py::arg("x"), py::arg("n"), py::arg("y"), py::arg("m"),
+        py::arg("d"), py::arg("out"), py::arg("xn"), py::arg("yn"), py::arg("center"),
+        py::arg("is_double"), py::arg("kernel"), py::arg("scales"), py::arg("gamma"),
+        py::arg("coef0"), py::arg("degree"), py::arg("same"), py::arg("device"),
+        py::arg("stream"));
   m.def("kernel_values", &kernel_values, py::arg("d2"), py::arg("g"), py::arg("out"),
         py::arg("n"), py::arg("is_double"), py::arg("kernel"), py::arg("scales"),
-        py::arg("gamma"), py::arg("coef0"), py::arg("degree"), py::arg("stream"));
+        py::arg("gamma"), py::arg("coef0"), py::arg("degree"), py::arg("device"),
+        py::arg("stream"));
 }

@@ -28,7 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import _C
-from ._backend import device_of, require_cpu
+from ._backend import device_of
 from ._validation import (
     as_matrix,
     as_positive_int,
@@ -130,14 +130,17 @@ def resolve_kernel(
     *,
     max_points: int = 2000,
     seed: int = 0,
+    median_fn: Any = None,
 ) -> KernelSpec:
-    """Check the kernel options and compute the median bandwidth when asked."""
+    """Check the kernel options and compute the median bandwidth when asked
+    (with ``median_fn(arrays, max_points, seed)`` for device arrays)."""
     name = check_kernel(kernel)
     d = arrays[0].shape[1]
     bandwidths: tuple[float, ...] = ()
     if name in _BANDWIDTH_KERNELS:
         values = _bandwidth_values(bandwidth, name)
-        bandwidths = values if values is not None else (_median_of(arrays, max_points, seed),)
+        median = median_fn or _median_of
+        bandwidths = values if values is not None else (median(arrays, max_points, seed),)
     else:
         if not (isinstance(bandwidth, str) and bandwidth.lower() == "median") and bandwidth is not None:
             raise ValueError(f"bandwidth: the {name} kernel has no bandwidth; leave bandwidth at its default")
@@ -209,14 +212,18 @@ def median_bandwidth(x: Any, y: Any = None, *, max_points: int = 2000, seed: Any
     >>> round(simgap.median_bandwidth(x), 1)
     3.8
     """
-    device_of(x=x, y=y)
+    max_points = as_positive_int(max_points, "max_points", minimum=2)
+    if device_of(x=x, y=y) != "cpu":
+        from . import _cuda_ops
+
+        xa, ya, same = _cuda_ops.cuda_pair(x, y)
+        return _cuda_ops.median_bandwidth([xa] if same else [xa, ya], max_points, seed)
     xa = as_matrix(x, "x")
     arrays = [xa]
     if y is not None:
         ya = as_matrix(y, "y")
         check_same_features(xa, ya)
         arrays.append(ya)
-    max_points = as_positive_int(max_points, "max_points", minimum=2)
     return _median_of(arrays, max_points, seed)
 
 
@@ -263,7 +270,8 @@ def kernel_matrix(
     Returns
     -------
     ndarray, shape (n, m)
-        float32 if both inputs are float32, else float64.
+        float32 if both inputs are float32, else float64 (a CUDA tensor for
+        CUDA tensor inputs).
 
     Examples
     --------
@@ -273,7 +281,13 @@ def kernel_matrix(
     array([[1.    , 0.6065],
            [0.6065, 1.    ]])
     """
-    require_cpu("kernel_matrix", device_of(x=x, y=y))
+    if device_of(x=x, y=y) != "cpu":
+        from . import _cuda_ops
+
+        xa, ya, same = _cuda_ops.cuda_pair(x, y)
+        spec = resolve_kernel(kernel, bandwidth, gamma, coef0, degree, [xa] if same else [xa, ya],
+                              median_fn=_cuda_ops.median_bandwidth)
+        return _cuda_ops.kernel_matrix(xa, ya, spec, same)
     xa, ya, same = _prepare_pair(x, y)
     spec = resolve_kernel(kernel, bandwidth, gamma, coef0, degree, [xa] if same else [xa, ya])
     center = pooled_mean([xa] if same else [xa, ya]) if spec.uses_distance else None
@@ -314,7 +328,8 @@ def kernel_contract(
     -------
     ndarray of float64, shape (n,) or (n, q)
         Accumulated in float64 (products of float32 inputs are summed over
-        tiles in float64).
+        tiles in float64).  CUDA tensor inputs (all on one device) give a CUDA
+        tensor, computed on the caller's current stream.
 
     Examples
     --------
@@ -326,7 +341,8 @@ def kernel_contract(
     >>> witness.shape
     (100,)
     """
-    require_cpu("kernel_contract", device_of(x=x, y=y, weights=weights))
+    if device_of(x=x, y=y, weights=weights) != "cpu":
+        return _kernel_contract_cuda(x, y, weights, kernel, bandwidth, gamma, coef0, degree)
     xa, ya, same = _prepare_pair(x, y)
     w = weights.detach().cpu().numpy() if hasattr(weights, "detach") else weights
     try:
@@ -348,3 +364,31 @@ def kernel_contract(
     out = np.zeros((xa.shape[0], w2.shape[1]), dtype=np.float64)
     _C.kernel_contract(xa, ya, w2, out, *spec.args(), center, same)
     return out[:, 0] if squeeze else out
+
+
+def _kernel_contract_cuda(x, y, weights, kernel, bandwidth, gamma, coef0, degree):
+    from . import _cuda_ops
+
+    xa, ya, same = _cuda_ops.cuda_pair(x, y)
+    w = weights.detach()
+    if w.is_complex() or not (w.dtype.is_floating_point or w.dtype in _int_dtypes()):
+        raise TypeError(f"weights must be real numbers, got dtype {w.dtype}")
+    if w.dim() not in (1, 2):
+        raise ValueError(f"weights must have shape (m,) or (m, q); got {w.dim()}-D")
+    if w.shape[0] != ya.shape[0]:
+        raise ValueError(f"weights has {w.shape[0]} rows but y has {ya.shape[0]}; they must match")
+    import torch
+
+    if not bool(torch.isfinite(w.double()).all()):
+        raise ValueError("weights contains NaN or Inf")
+    squeeze = w.dim() == 1
+    spec = resolve_kernel(kernel, bandwidth, gamma, coef0, degree, [xa] if same else [xa, ya],
+                          median_fn=_cuda_ops.median_bandwidth)
+    out = _cuda_ops.kernel_contract(xa, ya, w.reshape(w.shape[0], -1), spec, same)
+    return out[:, 0] if squeeze else out
+
+
+def _int_dtypes():
+    import torch
+
+    return (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)

@@ -1,0 +1,105 @@
+// kernel_contract on the GPU: out += K(x, y) @ W without forming K.  Each block
+// evaluates a 64 x 64 tile of kernel values in registers, multiplies it with
+// the matching 64 rows of W column by column, reduces over the 16 threads that
+// share a row with warp shuffles and adds the row sums to out atomically (in
+// float64).  Also the row-norm pre-pass every tiled operation needs.
+#include <cuda_runtime.h>
+
+#include "simgap/cuda_ops.h"
+#include "simgap/static_switch.h"
+#include "tile_common.cuh"
+
+namespace simgap {
+namespace cuda {
+
+namespace {
+
+template <typename T>
+__global__ void row_norms_kernel(const T* __restrict__ x, int64_t n, int64_t d,
+                                 const double* __restrict__ center, double* __restrict__ out) {
+  const int lane = threadIdx.x % 32;
+  const int64_t row = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  if (row >= n) return;
+  double s = 0.0;
+  for (int64_t k = lane; k < d; k += 32) {
+    const double v = double(T(double(x[row * d + k]) - (center ? center[k] : 0.0)));
+    s += v * v;
+  }
+  for (int off = 16; off > 0; off /= 2) s += __shfl_down_sync(0xffffffffu, s, off);
+  if (lane == 0) out[row] = s;
+}
+
+template <KernelType KT, typename T>
+__global__ void __launch_bounds__(256) contract_kernel(ContractParams<T> p,
+                                                       const double* __restrict__ xn,
+                                                       const double* __restrict__ yn) {
+  __shared__ tile::Shared<T> sh;
+  const int64_t n = p.x.rows, m = p.y.rows, d = p.x.cols, q = p.q;
+  const int64_t i0 = int64_t(blockIdx.x) * tile::kTile;
+  const int64_t ytiles = (m + tile::kTile - 1) / tile::kTile;
+  for (int64_t jt = blockIdx.y; jt < ytiles; jt += gridDim.y) {
+    const int64_t j0 = jt * tile::kTile;
+    T acc[tile::kReg][tile::kReg];
+    tile::gram(p.x.ptr, n, p.y.ptr, m, d, p.center, i0, j0, sh, acc);
+    tile::epilogue<KT, T>(p, xn, yn, i0, j0, p.exclude_diagonal, acc);
+    for (int64_t c = 0; c < q; ++c) {
+      T part[tile::kReg];
+#pragma unroll
+      for (int i = 0; i < tile::kReg; ++i) part[i] = T(0);
+#pragma unroll
+      for (int j = 0; j < tile::kReg; ++j) {
+        const int64_t gj = j0 + threadIdx.x * tile::kReg + j;
+        const T w = gj < m ? p.weights[gj * q + c] : T(0);
+#pragma unroll
+        for (int i = 0; i < tile::kReg; ++i) part[i] += acc[i][j] * w;
+      }
+      // The 16 threads of a row group are 16 consecutive lanes of one warp.
+#pragma unroll
+      for (int i = 0; i < tile::kReg; ++i)
+        for (int off = tile::kThreads / 2; off > 0; off /= 2)
+          part[i] += __shfl_down_sync(0xffffffffu, part[i], off, tile::kThreads);
+      if (threadIdx.x == 0) {
+#pragma unroll
+        for (int i = 0; i < tile::kReg; ++i) {
+          const int64_t gi = i0 + threadIdx.y * tile::kReg + i;
+          if (gi < n) atomicAdd(p.out + gi * q + c, double(part[i]));
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+template <typename T>
+cudaError_t row_norms(const MatrixView<T>& x, const double* center, double* norms,
+                      cudaStream_t stream) {
+  if (x.rows == 0) return cudaSuccess;
+  const int rows_per_block = 8;  // one warp per row
+  const int64_t blocks = (x.rows + rows_per_block - 1) / rows_per_block;
+  row_norms_kernel<T><<<static_cast<unsigned>(blocks), rows_per_block * 32, 0, stream>>>(
+      x.ptr, x.rows, x.cols, center, norms);
+  return cudaGetLastError();
+}
+
+template <typename T>
+cudaError_t kernel_contract(const ContractParams<T>& p, const double* xnorms,
+                            const double* ynorms, cudaStream_t stream) {
+  if (p.x.rows == 0 || p.y.rows == 0 || p.q == 0) return cudaSuccess;
+  if (p.x.cols == 0) return cudaErrorInvalidValue;
+  const dim3 grid = tile::grid_dim(p.x.rows, p.y.rows), block = tile::block_dim();
+  SIMGAP_KERNEL_SWITCH(p.kernel.type, KT, [&] {
+    contract_kernel<KT, T><<<grid, block, 0, stream>>>(p, xnorms, ynorms);
+  });
+  return cudaGetLastError();
+}
+
+template cudaError_t row_norms<float>(const MatrixView<float>&, const double*, double*, cudaStream_t);
+template cudaError_t row_norms<double>(const MatrixView<double>&, const double*, double*, cudaStream_t);
+template cudaError_t kernel_contract<float>(const ContractParams<float>&, const double*,
+                                            const double*, cudaStream_t);
+template cudaError_t kernel_contract<double>(const ContractParams<double>&, const double*,
+                                             const double*, cudaStream_t);
+
+}  // namespace cuda
+}  // namespace simgap
