@@ -21,6 +21,12 @@ namespace cpu {
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// Threads for a call of about `work` multiply-adds: one below a few million,
+// where waking a team (possibly on a busy machine) costs more than it saves.
+inline int threads_for(double work) {
+  return work < 4.0e6 ? 1 : max_threads();
+}
+
 // Rows of x per block: kTile, or fewer so that every thread gets a few blocks.
 inline int64_t choose_row_block(int64_t n, int threads, int mr) {
   const int64_t want = ceil_div(n, int64_t(4) * threads);
@@ -130,7 +136,7 @@ template <typename T, typename Op>
 void row_blocks(const TileOps<T>& ops, const PairParams<T>& p, bool raw, Op& op) {
   const int64_t n = p.x.rows, m = p.y.rows, d = p.x.cols;
   if (n == 0) return;
-  const int threads = max_threads();
+  const int threads = threads_for(double(n) * double(m) * double(d + 1));
   const double* center = center_for(p);
   const int64_t tiles = ceil_div(n, kTile);
   const int64_t panel_bytes = kTile * (d + 1) * int64_t(sizeof(T));

@@ -9,7 +9,7 @@ namespace cpu {
 template <typename T>
 void kernel_rowwise(const RowwiseParams<T>& p) {
   const int64_t n = p.x.rows, d = p.x.cols;
-  const int threads = max_threads();
+  const int threads = threads_for(double(n) * double(d));
   const KernelParams& kp = p.kernel;
   const int64_t cx = p.x.col_stride, cy = p.y.col_stride;
 #pragma omp parallel for schedule(static) num_threads(threads)

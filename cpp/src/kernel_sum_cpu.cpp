@@ -23,7 +23,7 @@ double kernel_sum(const SumParams<T>& p) {
     for (int s = 0; s < ns; ++s) p.per_scale[s] = 0.0;
   if (n == 0 || m == 0) return 0.0;
   const bool sym = p.symmetric && p.same;
-  const int threads = max_threads();
+  const int threads = threads_for(double(n) * double(m) * double(d + 1));
   const int64_t nbi = ceil_div(n, kTile), nbj = ceil_div(m, kTile);
   const double* center = center_for(p);
 

@@ -35,7 +35,7 @@ void mmd_blocks(const BlockParams<T>& p) {
   const TileOps<T>& ops = tile_ops<T>();
   const int64_t d = p.x.cols, B = p.block;
   if (p.n_blocks == 0) return;
-  const int threads = max_threads();
+  const int threads = threads_for(3.0 * double(p.n_blocks) * double(B) * double(B) * double(d + 1));
   const double* center = uses_distance(p.kernel.type) ? p.center : nullptr;
   Scratch<T> scratch(threads, TileWork<T>::size(d));
 

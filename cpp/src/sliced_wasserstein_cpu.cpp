@@ -131,7 +131,7 @@ void sliced_wasserstein(const SlicedParams<T>& p) {
   const TileOps<T>& ops = tile_ops<T>();
   const int64_t n = p.x.rows, m = p.y.rows, d = p.x.cols, L = p.n_projections;
   if (L == 0) return;
-  const int threads = max_threads();
+  const int threads = threads_for(double(n + m) * double(L) * double(d + 20));
   const bool weighted = p.a != nullptr || p.b != nullptr;
   // Directions per chunk: at most one tile, and a projection buffer near 64 MB.
   const int64_t budget = int64_t(64) << 20;

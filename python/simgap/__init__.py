@@ -13,9 +13,13 @@ from .kernels import KERNELS, kernel_contract, kernel_matrix, median_bandwidth
 from .metrics import frechet_distance, nearest_neighbors, prdc, realism_score
 from .mmd import MMDTestResult, mmd2, mmd2_batch, mmd_test
 from .sliced import random_projections, sliced_wasserstein
+from .space import Categorical, Float, Int
+from .recommend import Recommendation, recommend
+from .optimize import SimOptimizer
+from . import simulators
+from . import distributed  # torch.distributed is imported only when its functions run
 from .compare import VERDICTS, compare
 from .report import SCHEMA_VERSION, GapReport
-from . import distributed  # torch.distributed is imported only when its functions run
 from .embedding import Embedder, EmbeddingStore, StoreError, as_embeddings, load_embeddings, save_embeddings
 
 try:
@@ -24,10 +28,19 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
 __all__ = [
-    "Embedder",
+    "Categorical",
+    "Float",
+    "Int",
+    "Recommendation",
+    "SimOptimizer",
+    "recommend",
+    "simulators",
+    "distributed",
     "GapReport",
     "SCHEMA_VERSION",
     "VERDICTS",
+    "compare",
+    "Embedder",
     "EmbeddingStore",
     "KERNELS",
     "MMDTestResult",
@@ -36,8 +49,6 @@ __all__ = [
     "as_embeddings",
     "backends",
     "build_info",
-    "compare",
-    "distributed",
     "frechet_distance",
     "kernel_contract",
     "kernel_matrix",

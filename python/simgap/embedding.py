@@ -794,6 +794,76 @@ class Embedder:
             return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
         return torch.cat(parts, dim=0)  # outside inference mode: a normal tensor
 
+    def _to_store_distributed(self, data, path, *, metadata, resume, overwrite, progress,
+                              checkpoint_every, group) -> EmbeddingStore:
+        import shutil
+        from pathlib import Path
+
+        import torch.distributed as dist
+        from torch.utils.data import Dataset, IterableDataset, Subset
+
+        from .distributed import merge_stores, shard_range
+
+        if not (dist.is_available() and dist.is_initialized()):
+            raise RuntimeError(
+                "distributed=True needs an initialised torch.distributed process group "
+                "(launch with torchrun and call torch.distributed.init_process_group)"
+            )
+        rank, world = dist.get_rank(group), dist.get_world_size(group)
+        cols = _metadata_columns(metadata)
+        if _is_array(data):
+            n = int(data.shape[0])
+        elif isinstance(data, Mapping):
+            n = self._mapping_length(data)
+        elif isinstance(data, Dataset) and not isinstance(data, IterableDataset):
+            n = len(data)  # type: ignore[arg-type]
+        else:
+            raise ValueError(
+                "data: distributed=True needs data with a length (an array, a tensor, a dict of "
+                "arrays or a map-style Dataset)"
+            )
+        start, stop = shard_range(n, rank, world)
+        if _is_array(data):
+            shard = data[start:stop]
+        elif isinstance(data, Mapping):
+            shard = {k: v[start:stop] for k, v in data.items()}
+        else:
+            shard = Subset(data, range(start, stop))
+        part_meta = None if cols is None else {k: v[start:stop] for k, v in cols.items()}
+        path = Path(path)
+        parts = Path(str(path) + ".parts")
+        part = parts / f"rank{rank:05d}"
+
+        def agree(error: str | None) -> None:
+            """Raise on every rank when any rank failed."""
+            errors: list = [None] * world
+            dist.all_gather_object(errors, error, group=group)
+            bad = [(r, e) for r, e in enumerate(errors) if e]
+            if bad:
+                raise RuntimeError("; ".join(f"rank {r}: {e}" for r, e in bad))
+
+        done = (path / "manifest.json").exists() and resume
+        error = None
+        try:
+            if not done and stop > start:
+                self.to_store(shard, part, metadata=part_meta, resume=resume,
+                              overwrite=overwrite and not resume, progress=progress,
+                              checkpoint_every=checkpoint_every)
+        except Exception as exc:  # reported to every rank below
+            error = f"{type(exc).__name__}: {exc}"
+        agree(error)
+        error = None
+        if rank == 0 and not done:
+            try:
+                present = [parts / f"rank{r:05d}" for r in range(world)
+                           if shard_range(n, r, world)[1] > shard_range(n, r, world)[0]]
+                merge_stores(present, path, overwrite=overwrite or resume)
+                shutil.rmtree(parts, ignore_errors=True)
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+        agree(error)
+        return EmbeddingStore(path)
+
     def to_store(
         self,
         data: Any,
@@ -804,6 +874,8 @@ class Embedder:
         overwrite: bool = False,
         progress: Any = None,
         checkpoint_every: int = 8,
+        distributed: bool = False,
+        group: Any = None,
     ) -> EmbeddingStore:
         """Embed ``data`` straight to an on-disk store; memory stays bounded by a batch.
 
@@ -838,6 +910,18 @@ class Embedder:
         checkpoint_every : int, default 8
             Batches between durable checkpoints (at most this many batches are
             recomputed after a crash).
+        distributed : bool, default False
+            Split the work over the ranks of an initialised ``torch.distributed``
+            process group (``group``, default the world): every rank embeds its
+            contiguous block of rows (:func:`simgap.distributed.shard_range`: no
+            sample twice, none lost) into ``<path>.parts/rankNNNNN`` (with its own
+            checkpoints, so ``resume=True`` continues each rank's part), then
+            rank 0 joins the parts in rank order into ``path``.  Needs data with a
+            length: an array, a tensor, a dict of arrays or a map-style Dataset.
+            Every rank returns the complete store; an error on any rank is
+            raised on every rank.
+        group : torch.distributed.ProcessGroup, optional
+            With ``distributed=True``.
 
         Returns
         -------
@@ -865,6 +949,11 @@ class Embedder:
         """
         from torch.utils.data import DataLoader, RandomSampler
 
+        if distributed:
+            return self._to_store_distributed(
+                data, path, metadata=metadata, resume=resume, overwrite=overwrite,
+                progress=progress, checkpoint_every=checkpoint_every, group=group,
+            )
         cols = _metadata_columns(metadata)
         checkpoint_every = as_positive_int(checkpoint_every, "checkpoint_every")
         _check_progress(progress)

@@ -284,10 +284,8 @@ def mmd2(
     diagonals excluded, every pair evaluated exactly:
 
     .. math::
-        rac{1}{n(n-1)}\sum_{i
-e j} k(x_i,x_j) + rac{1}{m(m-1)}\sum_{i
-e j} k(y_i,y_j)
-        - rac{2}{nm}\sum_{i,j} k(x_i,y_j)
+        \frac{1}{n(n-1)}\sum_{i\ne j} k(x_i,x_j) + \frac{1}{m(m-1)}\sum_{i\ne j} k(y_i,y_j)
+        - \frac{2}{nm}\sum_{i,j} k(x_i,y_j)
 
     ``"biased"`` - the V-statistic (eq. 5): all pairs, 1/n^2 and 1/m^2.  >= 0 for
     a positive definite kernel; the unbiased one can be slightly negative when the

@@ -1,0 +1,175 @@
+"""Closed loop: SimOptimizer's ask / tell, strategies, fixed bandwidth, storage and resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import simgap
+
+pytest.importorskip("optuna")
+
+SPACE = {"shift": (-2.0, 2.0), "n": simgap.Int(1, 3), "kind": ["a", "b"]}
+
+
+def _real(seed=0):
+    return np.random.default_rng(seed).normal(0.7, 1.0, size=(200, 2))
+
+
+def _render(config, seed=0, m=100):
+    rng = np.random.default_rng(seed)
+    scale = 1.0 if config.get("kind", "a") == "a" else 2.0
+    return rng.normal(config["shift"], scale, size=(m, 2))
+
+
+def test_ask_returns_configs_in_the_space():
+    opt = simgap.SimOptimizer(SPACE, _real(), batch_size=5, seed=1)
+    configs = opt.ask()
+    assert len(configs) == 5 and len(opt.ask(2)) == 2 and len(opt.pending) == 7
+    for c in configs:
+        assert set(c) == {"shift", "n", "kind"}
+        assert -2 <= c["shift"] <= 2 and isinstance(c["n"], int) and 1 <= c["n"] <= 3 and c["kind"] in ("a", "b")
+    assert len({json.dumps(c, sort_keys=True) for c in configs}) == 5
+
+
+@pytest.mark.parametrize("strategy", ["tpe", "cmaes", "random"])
+def test_strategies_close_the_gap(strategy, capsys):
+    opt = simgap.SimOptimizer(SPACE, _real(), strategy=strategy, batch_size=6, seed=0)
+    calls = iter(range(10**6))
+    opt.optimize(lambda c: _render(c, seed=next(calls)), n_rounds=6)
+    assert opt.n_evaluated == 36
+    assert abs(opt.best_config["shift"] - 0.7) < 0.6 and opt.best_config["kind"] == "a"
+    conv = opt.convergence()
+    np.testing.assert_array_equal(conv["calls"], np.arange(1, 37))
+    np.testing.assert_allclose(conv["best"], np.minimum.accumulate(conv["value"]))
+    assert conv["best"][-1] == opt.best_value == opt.best_mmd2
+    assert capsys.readouterr().err == ""  # optuna's INFO logging is silenced
+
+
+def test_values_use_one_fixed_bandwidth_and_mmd2_batch():
+    real = _real()
+    opt = simgap.SimOptimizer(SPACE, real, batch_size=3, seed=0)
+    assert opt.bandwidth == pytest.approx(simgap.median_bandwidth(real))
+    configs = opt.ask()
+    sets = [_render(c, seed=i) for i, c in enumerate(configs)]
+    values = opt.tell(configs, sets)
+    ref = simgap.mmd2_batch(real, sets, bandwidth=opt.bandwidth, estimator="unbiased")
+    np.testing.assert_allclose(values, ref, rtol=1e-12)
+    h = opt.history
+    assert list(h.columns[:7]) == ["trial", "round", "order", "state", "value", "mmd2", "n_samples"]
+    np.testing.assert_allclose(h["mmd2"], ref, rtol=1e-12)
+    assert (h["state"] == "complete").all() and (h["n_samples"] == 100).all()
+
+
+def test_embed_objective_failures_and_unasked_configs():
+    embed_calls = []
+
+    def embed(raw):
+        embed_calls.append(len(raw))
+        return np.asarray(raw)[:, :2] * 2.0
+
+    raw_real = np.hstack([_real(), np.zeros((200, 3))])
+    opt = simgap.SimOptimizer({"shift": (-2.0, 2.0)}, raw_real, embed=embed, batch_size=3, seed=0,
+                              objective=lambda cfg, z, gap: gap + 0.01 * abs(cfg["shift"]))
+    assert embed_calls == [200]
+    configs = opt.ask()
+    sets = [np.hstack([_render(c, i), np.ones((100, 3))]) for i, c in enumerate(configs)]
+    sets[1] = None  # a failed render
+    values = opt.tell(configs, sets)
+    assert np.isnan(values[1]) and np.isfinite(values[[0, 2]]).all()
+    h = opt.history
+    assert list(h["state"]) == ["complete", "fail", "complete"]
+    np.testing.assert_allclose(h["value"][[0, 2]], h["mmd2"][[0, 2]] + 0.01 * np.abs(h["shift"][[0, 2]]))
+    # a configuration never asked is recorded as a new trial (a warm start)
+    opt.tell([{"shift": 0.7}], [np.hstack([_render({"shift": 0.7}, 9), np.ones((100, 3))])])
+    assert opt.best_config == {"shift": 0.7} and opt.history["round"].iloc[-1] == -1
+    # plain copies (e.g. through JSON) match the asked trial
+    c = opt.ask(1)
+    opt.tell(json.loads(json.dumps(c)), [np.hstack([_render(c[0], 3), np.ones((100, 3))])])
+    assert opt.pending == [] and len(opt.history) == 5
+
+
+@pytest.mark.parametrize("strategy", ["random", "tpe"])
+def test_resume_after_interruption_continues_the_same_study(tmp_path, strategy):
+    real = _real()
+    path = tmp_path / "study.db"
+    sim = lambda c: _render(c, seed=int(abs(c["shift"]) * 1e6))  # noqa: E731 - deterministic renders
+
+    def crash(c):
+        raise KeyboardInterrupt
+
+    # uninterrupted reference: 4 rounds
+    with simgap.SimOptimizer(SPACE, real, strategy=strategy, batch_size=4, seed=3) as ref:
+        ref.optimize(sim, n_rounds=4)
+        ref_hist = ref.history
+
+    # interrupted during round 3 (asked, never told), then resumed from the database
+    with simgap.SimOptimizer(SPACE, real, strategy=strategy, batch_size=4, seed=3, storage=path) as a:
+        a.optimize(sim, n_rounds=2)
+        with pytest.raises(KeyboardInterrupt):
+            a.optimize(crash, n_rounds=1)
+        asked = a.pending
+    assert len(asked) == 4
+    with simgap.SimOptimizer(SPACE, real, strategy=strategy, batch_size=4, seed=3, storage=str(path)) as b:
+        assert b.n_evaluated == 8 and b.pending == asked
+        assert b.ask() == asked  # the pending configurations are handed out again first
+        b.tell(asked, [sim(c) for c in asked])
+        b.optimize(sim, n_rounds=1)
+        hist = b.history
+    assert len(hist) == 16 and (hist["state"] == "complete").all()
+    cols = ["shift", "n", "kind", "value"]
+    np.testing.assert_array_equal(hist[cols].to_numpy(), ref_hist[cols].to_numpy())
+
+
+def test_resume_with_pending_fail_and_consistency_checks(tmp_path):
+    real = _real()
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    with simgap.SimOptimizer(SPACE, real, batch_size=2, seed=0, storage=url) as a:
+        a.ask()
+    with simgap.SimOptimizer(SPACE, real, batch_size=2, seed=0, storage=url, pending="fail") as b:
+        assert b.pending == [] and list(b.history["state"]) == ["fail", "fail"]
+    with pytest.raises(ValueError, match="real differs from the real set"):
+        simgap.SimOptimizer(SPACE, real + 1, storage=url)
+    with pytest.raises(ValueError, match="space differs"):
+        simgap.SimOptimizer({**SPACE, "shift": (-3.0, 2.0)}, real, storage=url)
+    with simgap.SimOptimizer(SPACE, real + 1, storage=url, study_name="other") as c:
+        assert c.n_evaluated == 0
+
+
+def test_bad_inputs_name_the_argument(tmp_path):
+    real = _real()
+    with pytest.raises(ValueError, match="strategy must be one of"):
+        simgap.SimOptimizer(SPACE, real, strategy="bayes")
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        simgap.SimOptimizer(SPACE, real, batch_size=0)
+    with pytest.raises(ValueError, match="storage: the folder"):
+        simgap.SimOptimizer(SPACE, real, storage=tmp_path / "missing" / "s.db")
+    with pytest.raises(TypeError, match="embed must be a callable"):
+        simgap.SimOptimizer(SPACE, real, embed="resnet")
+    with pytest.raises(TypeError, match=r"space\['c'\]: choices must be str"):
+        simgap.SimOptimizer({"c": [object()]}, real)
+    with pytest.raises(ValueError, match="real contains NaN"):
+        simgap.SimOptimizer(SPACE, np.full((5, 2), np.nan))
+    with pytest.raises(ValueError, match="pending must be one of"):
+        simgap.SimOptimizer(SPACE, real, pending="drop")
+    opt = simgap.SimOptimizer(SPACE, real, batch_size=2)
+    with pytest.raises(RuntimeError, match="no configuration has been evaluated"):
+        opt.best_config
+    configs = opt.ask()
+    with pytest.raises(ValueError, match="configs has 2 entries but synthetic_sets has 1"):
+        opt.tell(configs, [_render(configs[0])])
+    with pytest.raises(ValueError, match=r"configs\[0\]\['shift'\] = 5.0 is outside"):
+        opt.tell([{**configs[0], "shift": 5.0}], [_render(configs[0])])
+    with pytest.raises(ValueError, match=r"configs\[0\]\['kind'\] = 'z' is not among"):
+        opt.tell([{**configs[0], "kind": "z"}], [_render(configs[0])])
+    with pytest.raises(ValueError, match=r"configs\[0\] must have exactly the parameters"):
+        opt.tell([{"shift": 0.0}], [_render(configs[0])])
+    with pytest.raises(ValueError, match=r"real has 2 columns but synthetic_sets\[0\] has 3"):
+        opt.tell(configs[:1], [np.zeros((10, 3))])
+    with pytest.raises(ValueError, match="objective returned"):
+        bad = simgap.SimOptimizer(SPACE, real, objective=lambda c, z, g: float("nan"))
+        bad.tell(bad.ask(1), [_render(configs[0])])
+    with pytest.raises(ValueError, match="n_rounds must be >= 1"):
+        opt.optimize(_render, n_rounds=0)
