@@ -113,6 +113,10 @@ def test_sliced_wasserstein_100k(benchmark, impl, L):
         fn = lambda: ot.sliced_wasserstein_distance(x, y, projections=theta)  # noqa: E731
     got = fn()
     ours = simgap.sliced_wasserstein(x, y, projections=theta)
-    assert abs(got - ours) <= 1e-4 * ours, (got, ours)
+    # POT builds its quantile grid with float32 cumulative sums for float32
+    # inputs (about 5e-4 relative off at n = 100,000); simgap's float32 result
+    # is within 1e-8 of the float64 one.
+    assert abs(got - ours) <= (1e-3 if impl == "pot" else 1e-4) * ours, (got, ours)
     _info(benchmark, impl=impl, n=n, d=d, L=L, dtype="float32", value=float(got))
-    benchmark.pedantic(fn, rounds=1 if impl == "pot" else 3, iterations=1)
+    slow_baseline = impl == "pot" or (impl == "torch_naive" and L == 1024)
+    benchmark.pedantic(fn, rounds=1 if slow_baseline else 3, iterations=1)

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "simgap/kernel_args.h"
 #include "simgap/ops.h"
 
 namespace py = pybind11;
@@ -57,22 +58,6 @@ const double* optional_f64(const py::object& o, py::ssize_t size, const char* na
   return contiguous_ptr<double>(a, size, name, false);
 }
 
-KernelParams make_kernel(int type, const std::vector<double>& scales, double gamma, double coef0,
-                         int degree) {
-  if (type < 0 || type > static_cast<int>(KernelType::Energy))
-    throw std::invalid_argument("kernel: unknown kernel type");
-  if (scales.empty() || scales.size() > static_cast<size_t>(simgap::kMaxBandwidths))
-    throw std::invalid_argument("bandwidth: between 1 and 32 scales are supported");
-  if (degree < 1) throw std::invalid_argument("degree: must be a positive integer");
-  KernelParams kp;
-  kp.type = static_cast<KernelType>(type);
-  kp.n_scales = static_cast<int>(scales.size());
-  for (size_t i = 0; i < scales.size(); ++i) kp.scale[i] = scales[i];
-  kp.gamma = gamma;
-  kp.coef0 = coef0;
-  kp.degree = degree;
-  return kp;
-}
 
 template <typename T>
 void fill_pair(simgap::PairParams<T>& p, const py::array& x, const py::array& y,
@@ -96,7 +81,7 @@ auto by_dtype(const py::array& x, F&& body) {
 void kernel_contract(py::array x, py::array y, py::array weights, py::array out, int kernel,
                      std::vector<double> scales, double gamma, double coef0, int degree,
                      py::object center, bool same, bool exclude_diagonal) {
-  const KernelParams kp = make_kernel(kernel, scales, gamma, coef0, degree);
+  const KernelParams kp = simgap::make_kernel(kernel, scales, gamma, coef0, degree);
   by_dtype(x, [&](auto tag) {
     using T = decltype(tag);
     simgap::ContractParams<T> p;
@@ -118,7 +103,7 @@ double kernel_sum(py::array x, py::array y, py::object a, py::object b, int kern
                   std::vector<double> scales, double gamma, double coef0, int degree,
                   py::object center, bool same, bool exclude_diagonal, bool symmetric,
                   py::object per_scale) {
-  const KernelParams kp = make_kernel(kernel, scales, gamma, coef0, degree);
+  const KernelParams kp = simgap::make_kernel(kernel, scales, gamma, coef0, degree);
   return by_dtype(x, [&](auto tag) {
     using T = decltype(tag);
     simgap::SumParams<T> p;
@@ -141,7 +126,7 @@ double kernel_sum(py::array x, py::array y, py::object a, py::object b, int kern
 
 void kernel_matrix(py::array x, py::array y, py::array out, int kernel, std::vector<double> scales,
                    double gamma, double coef0, int degree, py::object center, bool same) {
-  const KernelParams kp = make_kernel(kernel, scales, gamma, coef0, degree);
+  const KernelParams kp = simgap::make_kernel(kernel, scales, gamma, coef0, degree);
   by_dtype(x, [&](auto tag) {
     using T = decltype(tag);
     simgap::MatrixParams<T> p;
@@ -191,7 +176,7 @@ void attach_index(MatrixView<T>& v, const py::object& index, const char* name) {
 
 void kernel_rowwise(py::array x, py::array y, py::array out, int kernel, std::vector<double> scales,
                     double gamma, double coef0, int degree) {
-  const KernelParams kp = make_kernel(kernel, scales, gamma, coef0, degree);
+  const KernelParams kp = simgap::make_kernel(kernel, scales, gamma, coef0, degree);
   by_dtype(x, [&](auto tag) {
     using T = decltype(tag);
     simgap::RowwiseParams<T> p;
@@ -209,7 +194,7 @@ void kernel_rowwise(py::array x, py::array y, py::array out, int kernel, std::ve
 void mmd_blocks(py::array x, py::array y, py::object x_index, py::object y_index, int64_t block,
                 py::array out, int kernel, std::vector<double> scales, double gamma, double coef0,
                 int degree, py::object center) {
-  const KernelParams kp = make_kernel(kernel, scales, gamma, coef0, degree);
+  const KernelParams kp = simgap::make_kernel(kernel, scales, gamma, coef0, degree);
   by_dtype(x, [&](auto tag) {
     using T = decltype(tag);
     simgap::BlockParams<T> p;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "simgap/cuda_ops.h"
+#include "simgap/kernel_args.h"
 
 namespace py = pybind11;
 
@@ -19,29 +20,13 @@ void check(cudaError_t status, const char* what) {
     throw std::runtime_error(std::string(what) + " failed: " + cudaGetErrorString(status));
 }
 
-simgap::KernelParams make_kernel(int kernel, const std::vector<double>& scales, double gamma,
-                                 double coef0, int degree) {
-  if (kernel < 0 || kernel > static_cast<int>(simgap::KernelType::Energy))
-    throw std::invalid_argument("kernel: unknown kernel type");
-  if (scales.empty() || scales.size() > static_cast<size_t>(simgap::kMaxBandwidths))
-    throw std::invalid_argument("bandwidth: between 1 and 32 scales are supported");
-  if (degree < 1) throw std::invalid_argument("degree: must be a positive integer");
-  simgap::KernelParams kp;
-  kp.type = static_cast<simgap::KernelType>(kernel);
-  kp.n_scales = static_cast<int>(scales.size());
-  for (size_t i = 0; i < scales.size(); ++i) kp.scale[i] = scales[i];
-  kp.gamma = gamma;
-  kp.coef0 = coef0;
-  kp.degree = degree;
-  return kp;
-}
 
 // Evaluate the kernel elementwise on device buffers given as integer
 // addresses (torch's data_ptr()), on the given device and stream.
 void kernel_values(std::uintptr_t d2, std::uintptr_t g, std::uintptr_t out, int64_t n,
                    bool is_double, int kernel, std::vector<double> scales, double gamma,
                    double coef0, int degree, int device, std::uintptr_t stream) {
-  const simgap::KernelParams kp = make_kernel(kernel, scales, gamma, coef0, degree);
+  const simgap::KernelParams kp = simgap::make_kernel(kernel, scales, gamma, coef0, degree);
   auto s = reinterpret_cast<cudaStream_t>(stream);
   py::gil_scoped_release release;
   check(cudaSetDevice(device), "cudaSetDevice");
@@ -91,7 +76,7 @@ void kernel_contract(std::uintptr_t x, int64_t n, std::uintptr_t y, int64_t m, i
                      std::uintptr_t yn, std::uintptr_t center, bool is_double, int kernel,
                      std::vector<double> scales, double gamma, double coef0, int degree, bool same,
                      bool exclude_diagonal, int device, std::uintptr_t stream) {
-  const simgap::KernelParams kp = make_kernel(kernel, scales, gamma, coef0, degree);
+  const simgap::KernelParams kp = simgap::make_kernel(kernel, scales, gamma, coef0, degree);
   if (n == 0 || m == 0 || q == 0) return;
   auto s = reinterpret_cast<cudaStream_t>(stream);
   py::gil_scoped_release release;
@@ -117,7 +102,7 @@ void kernel_matrix(std::uintptr_t x, int64_t n, std::uintptr_t y, int64_t m, int
                    std::uintptr_t out, std::uintptr_t xn, std::uintptr_t yn, std::uintptr_t center,
                    bool is_double, int kernel, std::vector<double> scales, double gamma,
                    double coef0, int degree, bool same, int device, std::uintptr_t stream) {
-  const simgap::KernelParams kp = make_kernel(kernel, scales, gamma, coef0, degree);
+  const simgap::KernelParams kp = simgap::make_kernel(kernel, scales, gamma, coef0, degree);
   if (n == 0 || m == 0) return;
   auto s = reinterpret_cast<cudaStream_t>(stream);
   py::gil_scoped_release release;

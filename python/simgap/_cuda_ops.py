@@ -117,20 +117,13 @@ def kernel_contract(x, y, w, spec, same: bool):
 def median_bandwidth(arrays: Sequence[Any], max_points: int, seed: Any) -> float:
     """The CPU rule (same seeded subsample of the pooled rows), computed on the device."""
     torch = _torch()
+    from .kernels import subsample_rows
+
     counts = [a.shape[0] for a in arrays]
-    total = sum(counts)
-    if total < 2:
+    if sum(counts) < 2:
         return 1.0
-    if total > max_points:
-        idx = np.sort(np.random.default_rng(seed).choice(total, size=max_points, replace=False))
-    else:
-        idx = np.arange(total)
-    offsets = np.cumsum([0] + counts)
-    parts = []
-    for k, a in enumerate(arrays):
-        sel = idx[(idx >= offsets[k]) & (idx < offsets[k + 1])] - offsets[k]
-        if sel.size:
-            parts.append(a.index_select(0, torch.as_tensor(sel, device=a.device)).double())
+    parts = [a.index_select(0, torch.as_tensor(sel, device=a.device)).double()
+             for a, sel in zip(arrays, subsample_rows(counts, max_points, seed)) if sel.size]
     z = torch.cat(parts)
     z = z - z.mean(dim=0)
     dist = torch.pdist(z)

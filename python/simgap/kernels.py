@@ -152,22 +152,25 @@ def resolve_kernel(
     return KernelSpec(name, bandwidths, g, c0, deg)
 
 
-def _median_of(arrays: Sequence[np.ndarray], max_points: int, seed: Any) -> float:
-    counts = [a.shape[0] for a in arrays]
+def subsample_rows(counts: Sequence[int], max_points: int, seed: Any) -> list[np.ndarray]:
+    """The rows of each array in the seeded subsample of the pooled rows used by
+    the median heuristic: ``default_rng(seed).choice(total, max_points,
+    replace=False)`` when there are more than ``max_points`` rows, else all."""
     total = sum(counts)
-    if total < 2:  # no pair of distinct points: no positive distance
-        return 1.0
     if total > max_points:
-        rng = np.random.default_rng(seed)
-        idx = np.sort(rng.choice(total, size=max_points, replace=False))
+        idx = np.sort(np.random.default_rng(seed).choice(total, size=max_points, replace=False))
     else:
         idx = np.arange(total)
-    offsets = np.cumsum([0] + counts)
-    parts = []
-    for k, a in enumerate(arrays):
-        sel = idx[(idx >= offsets[k]) & (idx < offsets[k + 1])] - offsets[k]
-        if sel.size:
-            parts.append(np.asarray(a[sel], dtype=np.float64))
+    offsets = np.cumsum([0] + list(counts))
+    return [idx[(idx >= offsets[k]) & (idx < offsets[k + 1])] - offsets[k] for k in range(len(counts))]
+
+
+def _median_of(arrays: Sequence[np.ndarray], max_points: int, seed: Any) -> float:
+    counts = [a.shape[0] for a in arrays]
+    if sum(counts) < 2:  # no pair of distinct points: no positive distance
+        return 1.0
+    parts = [np.asarray(a[sel], dtype=np.float64)
+             for a, sel in zip(arrays, subsample_rows(counts, max_points, seed)) if sel.size]
     z = np.concatenate(parts, axis=0)
     z = z - z.mean(axis=0)
     sq = np.einsum("ij,ij->i", z, z)
