@@ -180,6 +180,21 @@ void row_blocks(const TileOps<T>& ops, const PairParams<T>& p, bool raw, Op& op)
   }
 }
 
+// PairParams for the operations that need only the raw squared distances
+// (k-NN, ball counts): a distance kernel type makes compute_tile refine the
+// near-duplicate pairs.
+template <typename T>
+PairParams<T> distance_pair(const MatrixView<T>& x, const MatrixView<T>& y, const double* center,
+                            bool same) {
+  PairParams<T> pp;
+  pp.x = x;
+  pp.y = y;
+  pp.center = center;
+  pp.kernel.type = KernelType::Energy;
+  pp.same = same;
+  return pp;
+}
+
 // One thread's buffers for evaluating tiles of up to kTile x kTile pairs.
 template <typename T>
 struct TileWork {

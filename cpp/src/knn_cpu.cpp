@@ -68,14 +68,8 @@ struct KnnOp {
 
 template <typename T>
 void knn(const KnnParams<T>& p) {
-  PairParams<T> pp;
-  pp.x = p.x;
-  pp.y = p.y;
-  pp.center = p.center;
-  pp.kernel.type = KernelType::Energy;  // a distance kernel: only the raw d2 tile is used
-  pp.same = p.same;
   KnnOp<T> op{p};
-  row_blocks(tile_ops<T>(), pp, /*raw=*/true, op);
+  row_blocks(tile_ops<T>(), distance_pair(p.x, p.y, p.center, p.same), /*raw=*/true, op);
 }
 
 template void knn<float>(const KnnParams<float>&);

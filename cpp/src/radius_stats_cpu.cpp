@@ -47,13 +47,8 @@ struct RadiusOp {
 
 template <typename T>
 void radius_stats(const RadiusParams<T>& p) {
-  PairParams<T> pp;
-  pp.x = p.x;
-  pp.y = p.y;
-  pp.center = p.center;
-  pp.kernel.type = KernelType::Energy;
   RadiusOp<T> op{p};
-  row_blocks(tile_ops<T>(), pp, /*raw=*/true, op);
+  row_blocks(tile_ops<T>(), distance_pair(p.x, p.y, p.center, false), /*raw=*/true, op);
 }
 
 template void radius_stats<float>(const RadiusParams<float>&);
