@@ -187,9 +187,9 @@ def _map_svg(report, width: int = 640, height: int = 480) -> str:
             tip += "\n" + "\n".join(f"{k} = {v}" for k, v in row.items())
         parts.append(f'<circle class="pt {"real" if real else "syn"}" cx="{X[i]:.1f}" cy="{Y[i]:.1f}" r="2.6" '
                      f'fill="{_REAL if real else _SYN}" fill-opacity="0.55"><title>{esc(tip)}</title></circle>')
-    parts.append(f'<g font-size="12"><circle cx="{width - 150}" cy="14" r="5" fill="{_REAL}"/>'
-                 f'<text x="{width - 140}" y="18">real</text><circle cx="{width - 90}" cy="14" r="5" fill="{_SYN}"/>'
-                 f'<text x="{width - 80}" y="18">synthetic</text></g>')
+    parts.append(f'<g font-size="12"><circle cx="{width - 200}" cy="14" r="5" fill="{_REAL}"/>'
+                 f'<text x="{width - 190}" y="18">real</text><circle cx="{width - 140}" cy="14" r="5" fill="{_SYN}"/>'
+                 f'<text x="{width - 130}" y="18">synthetic</text></g>')
     parts.append("</svg>")
     return "".join(parts)
 
