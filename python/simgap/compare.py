@@ -696,6 +696,7 @@ def compare(
     map_method: str = "auto",
     map_points: int = 3_000,
     seed: Any = 0,
+    group: Any = None,
 ):
     r"""How far the synthetic embeddings are from the real ones, where, and why.
 
@@ -756,6 +757,20 @@ def compare(
     seed : int or None, default 0
         Seeds every random step (subsamples, permutations, bootstrap, k-means,
         cross-validation folds, forests, projections).
+    group : torch.distributed.ProcessGroup or "auto", optional
+        Sharded data: ``real`` and ``synthetic`` (and ``params``, ``labels``,
+        ``ids``, split the same way) are this rank's rows; the whole data are
+        the shards in rank order.  "auto": the default group when
+        torch.distributed is initialised (otherwise a single-process call).
+        MMD^2 (unbiased, median bandwidth of all rows), its permutation p-value
+        and the sliced Wasserstein distance are then exact over all rows
+        (:mod:`simgap.distributed`).  Everything else runs on a seeded
+        subsample of at most ``max_exact`` rows per set (the same global rows
+        whatever the sharding), gathered to every rank and listed in
+        ``approximations``; ``synthetic_scores`` and ``real_coverage`` then
+        cover only that subsample (ids default to global row numbers) and
+        ``mmd2_block`` is None.  Every rank must call it with the same options
+        and gets the same report (computed on rank 0 and broadcast).
 
     Returns
     -------
@@ -787,6 +802,56 @@ def compare(
     >>> report.p_value < 0.05 and report.c2st_auc > 0.6
     True
     """
+    options = dict(
+        params=params,
+        labels=labels,
+        ids=ids,
+        n_permutations=n_permutations,
+        n_bootstrap=n_bootstrap,
+        ci_level=ci_level,
+        k=k,
+        n_clusters=n_clusters,
+        max_clusters=max_clusters,
+        alpha=alpha,
+        max_exact=max_exact,
+        c2st_max=c2st_max,
+        c2st_folds=c2st_folds,
+        n_bins=n_bins,
+        n_directions=n_directions,
+        map_method=map_method,
+        map_points=map_points,
+        seed=seed,
+    )
+    if group is not None:
+        return _compare_distributed(real, synthetic, group, options)
+    return _compare_impl(real, synthetic, **options)
+
+
+def _compare_impl(
+    real: Any,
+    synthetic: Any,
+    *,
+    params: Any = None,
+    labels: Any = None,
+    ids: Any = None,
+    n_permutations: int = 1000,
+    n_bootstrap: int = 200,
+    ci_level: float = 0.95,
+    k: int = 5,
+    n_clusters: Any = "auto",
+    max_clusters: int = 10,
+    alpha: float = 0.01,
+    max_exact: int = 20_000,
+    c2st_max: int = 5_000,
+    c2st_folds: int = 5,
+    n_bins: int = 8,
+    n_directions: int = 5,
+    map_method: str = "auto",
+    map_points: int = 3_000,
+    seed: Any = 0,
+    _dist: dict | None = None,
+):
+    """The body of :func:`compare`; ``_dist``: the exact statistics of a distributed call."""
     import pandas as pd
 
     from .report import GapReport
@@ -850,14 +915,16 @@ def compare(
             f"{len(rx)} real and {len(ry)} synthetic rows (max_exact={max_exact}); the block MMD^2 estimator "
             f"(block_size=256) on all rows is in mmd2_block"
         )
-    sigma = median_bandwidth(xs, ys, seed=s[2])
-
-    test = mmd_test(xs, ys, n_permutations, bandwidth=sigma, seed=s[3])
+    if _dist is None:
+        sigma = median_bandwidth(xs, ys, seed=s[2])
+        test = mmd_test(xs, ys, n_permutations, bandwidth=sigma, seed=s[3])
+    else:  # the exact statistics over all ranks' data, already computed
+        sigma, test = _dist["sigma"], _dist["test"]
     wit_pooled, reps = _witness_and_bootstrap(xs, ys, sigma, n_bootstrap, s[4])
     q = (1.0 - ci_level) / 2.0
     ci = (float(np.quantile(reps, q)), float(np.quantile(reps, 1.0 - q)))
     block = None
-    if n > max_exact or m > max_exact:
+    if _dist is None and (n > max_exact or m > max_exact):
         bs = min(256, n, m)
         value, se = mmd2(xa, ya, bandwidth=sigma, estimator="block", block_size=bs, return_stderr=True, seed=s[5])
         block = {"value": float(value), "stderr": float(se), "block_size": bs}
@@ -871,7 +938,7 @@ def compare(
         witness_syn = wit_pooled[len(rx):]
     witness_real = wit_pooled[: len(rx)]
 
-    swd = sliced_wasserstein(xa, ya, seed=s[6])
+    swd = sliced_wasserstein(xa, ya, seed=s[6]) if _dist is None else _dist["swd"]
     fd = frechet_distance(xa, ya)
     prdc_values = prdc(xs, ys, k=k)
     realism = realism_score(xs, ya, k=3)
@@ -933,6 +1000,15 @@ def compare(
                             syn_ids[np.minimum(map_df["index"], m - 1)])
     map_df.loc[map_df["set"] == "real", "index"] = rx[map_df.loc[map_df["set"] == "real", "index"]]
 
+    n_real, n_synthetic = n, m
+    if _dist is not None:  # rows of the gathered subsample -> global rows
+        grx, gry = _dist["rows"]
+        real_coverage["row"] = grx[real_coverage["row"].to_numpy()]
+        is_real = (map_df["set"] == "real").to_numpy()
+        idx = map_df["index"].to_numpy()
+        map_df["index"] = np.where(is_real, grx[np.minimum(idx, len(grx) - 1)], gry[np.minimum(idx, len(gry) - 1)])
+        n_real, n_synthetic = _dist["n"], _dist["m"]
+        approximations[:0] = _dist["approximations"]
     settings = {
         "kernel": "gaussian", "bandwidth": float(sigma), "n_permutations": n_permutations,
         "n_bootstrap": n_bootstrap, "ci_level": float(ci_level), "k": k, "n_clusters": n_clusters,
@@ -941,7 +1017,7 @@ def compare(
         "silhouette": {str(kk): v for kk, v in sil.items()},
     }
     return GapReport(
-        n_real=n, n_synthetic=m, dim=int(xa.shape[1]),
+        n_real=n_real, n_synthetic=n_synthetic, dim=int(xa.shape[1]),
         mmd2=float(test.statistic), mmd2_ci=ci, mmd2_stderr=float(np.std(reps, ddof=1)),
         mmd2_block=block, p_value=float(test.p_value), swd=float(swd), fd=float(fd), prdc=prdc_values,
         c2st_auc=auc, c2st_auc_std=auc_sd, clusters=table, synthetic_scores=synthetic_scores,
@@ -949,3 +1025,161 @@ def compare(
         parameter_r2=r2, params=pdf, per_class=per_class, directions=directions, direction_vectors=dir_vecs,
         map=map_df, approximations=approximations, notes=notes, settings=settings,
     )
+
+
+# ----------------------------------------------------------------------------
+# compare(group=...): sharded data
+# ----------------------------------------------------------------------------
+
+
+def _resolve_group(group: Any):
+    """(use_distributed, the group to pass to simgap.distributed) for compare's ``group``."""
+    if isinstance(group, str):
+        if group != "auto":
+            raise ValueError(f"group must be a torch.distributed ProcessGroup, 'auto' or None; got {group!r}")
+        import sys
+
+        dist = sys.modules.get("torch.distributed")
+        if dist is None or not dist.is_available() or not dist.is_initialized():
+            return False, None
+        return True, None  # the default group
+    return True, group
+
+
+def _raise_remote(errors: list) -> None:
+    import builtins
+
+    for r, err in enumerate(errors):
+        if err is not None:
+            kind, msg = err
+            cls = getattr(builtins, kind, None)
+            if not (isinstance(cls, type) and issubclass(cls, Exception)):
+                cls = RuntimeError
+            raise cls(f"rank {r}: {msg}")
+
+
+def _compare_distributed(real: Any, synthetic: Any, group: Any, options: dict):
+    """compare() over shards: exact MMD^2, p-value and SWD; the rest on a gathered subsample."""
+    use, grp = _resolve_group(group)
+    if not use:
+        return _compare_impl(real, synthetic, **options)
+    from . import distributed as sd
+
+    comm = sd._Comm(grp)
+    opts = dict(options)
+
+    # This rank's shard, checked locally; every rank then learns every rank's outcome.
+    def local():
+        real_src, _ = _store_parts(real) if not isinstance(real, np.ndarray) else (real, None)
+        syn_src, syn_meta = _store_parts(synthetic) if not isinstance(synthetic, np.ndarray) else (synthetic, None)
+        xa, ya = _embeddings(real_src, "real"), _embeddings(syn_src, "synthetic")
+        check_same_features(xa, ya, "real", "synthetic")
+        nr, mr = xa.shape[0], ya.shape[0]
+        params, ids = opts["params"], opts["ids"]
+        if params is None and syn_meta is not None:
+            meta = dict(syn_meta)
+            if ids is None and "id" in meta:
+                ids = {"synthetic": meta.pop("id")}
+            else:
+                meta.pop("id", None)
+            params = meta or None
+        rid, sid = _pair_arg(ids, nr, mr, "ids")
+        rlab, slab = _pair_arg(opts["labels"], nr, mr, "labels")
+        if (rlab is None) != (slab is None):
+            raise ValueError("labels: give class labels for both real and synthetic")
+        pdf = _params_frame(params, mr)
+        as_positive_int(opts["k"], "k")
+        as_positive_int(opts["n_permutations"], "n_permutations")
+        as_positive_int(opts["max_exact"], "max_exact", minimum=2 * (opts["k"] + 1))
+        _seeds(opts["seed"], 1)
+        return xa, ya, rid, sid, rlab, slab, pdf
+
+    try:
+        parts, err = local(), None
+    except Exception as exc:  # raised on every rank below
+        parts, err = None, (type(exc).__name__, str(exc))
+    draw = int(np.random.SeedSequence().generate_state(1)[0])
+    info = None if parts is None else (parts[0].shape, parts[1].shape, parts[0].dtype.str, parts[1].dtype.str,
+                                       parts[2] is not None, parts[3] is not None, parts[4] is not None,
+                                       parts[6] is not None)
+    shared = comm.objects((err, info, draw))
+    _raise_remote([e for e, _, _ in shared])
+    infos = [i for _, i, _ in shared]
+    dims = {i[0][1] for i in infos} | {i[1][1] for i in infos}
+    if len(dims) > 1:
+        raise ValueError(f"real and synthetic have different numbers of features on different ranks: {sorted(dims)}")
+    for j, what in ((4, "real ids"), (5, "synthetic ids"), (6, "labels"), (7, "params")):
+        if len({i[j] for i in infos}) > 1:
+            raise ValueError(f"{what} are given on some ranks and not on others")
+    xa, ya, rid, sid, rlab, slab, pdf = parts
+    dtype = np.result_type(*[np.dtype(i[2]) for i in infos], *[np.dtype(i[3]) for i in infos])
+    xa, ya = cast(xa, dtype), cast(ya, dtype)
+    nrs = np.array([i[0][0] for i in infos])
+    mrs = np.array([i[1][0] for i in infos])
+    n, m = int(nrs.sum()), int(mrs.sum())
+    k = as_positive_int(opts["k"], "k")
+    for rows, name in ((n, "real"), (m, "synthetic")):
+        if rows <= k:
+            raise ValueError(f"{name} has {rows} rows over all ranks; compare() with k={k} needs more than k")
+    n_permutations = as_positive_int(opts["n_permutations"], "n_permutations")
+    max_exact = as_positive_int(opts["max_exact"], "max_exact", minimum=2 * (k + 1))
+    seed = opts["seed"] if opts["seed"] is not None else shared[0][2]  # the same on every rank
+    s = _seeds(seed, 12)
+
+    # The headline statistics, exact over all rows (x shards in rank order, then y shards).
+    test = sd.mmd_test(xa, ya, n_permutations, group=grp, bandwidth="median", seed=s[3])
+    swd = sd.sliced_wasserstein(xa, ya, group=grp, seed=s[6])
+
+    # The same global rows whatever the sharding: drawn from the seed and the global sizes.
+    rx, ry = _subsample(n, max_exact, s[0]), _subsample(m, max_exact, s[1])
+    r = comm.rank
+    x0, y0 = int(nrs[:r].sum()), int(mrs[:r].sum())
+    lx = rx[(rx >= x0) & (rx < x0 + xa.shape[0])] - x0
+    ly = ry[(ry >= y0) & (ry < y0 + ya.shape[0])] - y0
+    mine = (
+        np.ascontiguousarray(xa[lx]), np.ascontiguousarray(ya[ly]),
+        (lx + x0) if rid is None else rid[lx], (ly + y0) if sid is None else sid[ly],
+        None if rlab is None else rlab[lx], None if slab is None else slab[ly],
+        None if pdf is None else pdf.iloc[ly].reset_index(drop=True),
+    )
+    got = comm.objects(mine)
+
+    def cat(j):
+        vals = [g[j] for g in got]
+        return None if vals[0] is None else np.concatenate(vals)
+
+    X, Y = np.concatenate([g[0] for g in got]), np.concatenate([g[1] for g in got])
+    ids = (cat(2), cat(3))
+    labels = None if got[0][4] is None else (cat(4), cat(5))
+    params = None
+    if got[0][6] is not None:
+        import pandas as pd
+
+        params = pd.concat([g[6] for g in got], ignore_index=True)
+
+    approximations = []
+    if n > max_exact or m > max_exact:
+        approximations.append(
+            f"distributed over {comm.world} ranks: MMD^2, its p-value and the sliced Wasserstein distance are exact "
+            f"on all {n} real and {m} synthetic rows; everything else (interval, Frechet distance, prdc, C2ST, "
+            f"clusters, per-class, parameters, directions, map) uses a random subsample of {len(rx)} real and "
+            f"{len(ry)} synthetic rows (max_exact={max_exact}) gathered to every rank; synthetic_scores and "
+            f"real_coverage cover only that subsample"
+        )
+    payload = None
+    if r == 0:
+        try:
+            opts.update(params=params, labels=labels, ids=ids, seed=seed)
+            report = _compare_impl(X, Y, _dist={
+                "sigma": float(test.bandwidth[0]), "test": test, "swd": float(swd), "rows": (rx, ry),
+                "n": n, "m": m, "approximations": approximations}, **opts)
+            report.settings["seed"] = options["seed"]
+            report.settings["world_size"] = comm.world
+            payload = (report, None)
+        except Exception as exc:  # every rank raises it
+            payload = (None, (type(exc).__name__, str(exc)))
+    box = [payload]
+    comm.dist.broadcast_object_list(box, src=comm._peer(0), group=grp)
+    report, err = box[0]
+    _raise_remote([err])
+    return report
