@@ -32,27 +32,31 @@ def _data(n=37):
     return np.random.default_rng(1).normal(size=(n, 5)).astype(np.float32)
 
 
-class _FailsOnRank1(torch.nn.Module):
-    def __init__(self):
+class _Model(torch.nn.Module):
+    """_model(); on rank 1 it fails when asked to (the same class either way, so
+    a store it wrote can be resumed)."""
+
+    def __init__(self, fail_on_rank1: bool):
         super().__init__()
         self.inner = _model()
+        self.fail_on_rank1 = fail_on_rank1
 
     def forward(self, x):
-        if torch.distributed.get_rank() == 1:
+        if self.fail_on_rank1 and torch.distributed.get_rank() == 1:
             raise RuntimeError("rank one cannot embed")
         return self.inner(x)
 
 
 def _worker(rank: int, world: int, tmp: str, mode: str, n: int) -> None:
     torch.distributed.init_process_group(
-        "gloo", init_method=f"file://{tmp}/rendezvous", rank=rank, world_size=world)
+        "gloo", init_method=f"file://{tmp}/rendezvous-{mode}", rank=rank, world_size=world)
     out = {"rank": rank}
     try:
-        model = _FailsOnRank1() if mode == "fail" else _model()
+        model = _Model(fail_on_rank1=(mode == "fail"))
         data = _data(n)
         store = simgap.Embedder(model, batch_size=4, progress=False).to_store(
             data, os.path.join(tmp, "store"), metadata={"id": np.arange(len(data))},
-            distributed=True)
+            distributed=True, resume=(mode == "resume"))
         out["path"] = str(store.path)
     except Exception as exc:
         out["error"] = f"{type(exc).__name__}: {exc}"
@@ -91,6 +95,20 @@ def test_an_error_on_one_rank_is_raised_on_every_rank(tmp_path):
     results = _run(tmp_path, "fail")
     for r in results:
         assert "rank 1" in r.get("error", "") and "cannot embed" in r["error"], results
+
+
+def test_resume_after_one_rank_failed(tmp_path):
+    """Rank 0's part survives a failure of rank 1; resume=True embeds only what is missing."""
+    failed = _run(tmp_path, "fail")
+    assert all("rank 1" in r.get("error", "") for r in failed), failed
+    assert (tmp_path / "store.parts" / "rank00000" / "manifest.json").exists()
+    assert not (tmp_path / "store" / "manifest.json").exists()
+    resumed = _run(tmp_path, "resume")
+    assert all("error" not in r for r in resumed), resumed
+    x, meta = simgap.load_embeddings(tmp_path / "store", verify=True)
+    expected = simgap.Embedder(_model(), batch_size=4, progress=False)(_data(40))
+    np.testing.assert_array_equal(np.asarray(x), expected)
+    np.testing.assert_array_equal(meta["id"], np.arange(40))
 
 
 if __name__ == "__main__":
