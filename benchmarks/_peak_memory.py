@@ -14,7 +14,8 @@ import time
 import numpy as np
 
 
-def _status(field: str) -> int:
+def proc_status(field: str) -> int:
+    """A byte count from /proc/self/status (VmRSS, VmHWM, ...)."""
     with open("/proc/self/status") as fh:
         for line in fh:
             if line.startswith(field + ":"):
@@ -34,11 +35,11 @@ def main() -> None:
     simgap.mmd2(x[:300], y[:300], bandwidth=32.0)  # load everything once
     with open("/proc/self/clear_refs", "w") as fh:
         fh.write("5")  # reset the peak-RSS counter
-    before = _status("VmRSS")
+    before = proc_status("VmRSS")
     t0 = time.perf_counter()
     value = simgap.mmd2(x, y, bandwidth=32.0, estimator=estimator)
     seconds = time.perf_counter() - t0
-    peak = _status("VmHWM")
+    peak = proc_status("VmHWM")
     print(json.dumps({
         "n": n, "m": n, "d": d, "estimator": estimator, "inputs_mb": (x.nbytes + y.nbytes) / 2**20,
         "extra_peak_mb": (peak - before) / 2**20, "value": value, "seconds": seconds,
