@@ -120,6 +120,148 @@ void kernel_matrix(std::uintptr_t x, int64_t n, std::uintptr_t y, int64_t m, int
   else run(float{});
 }
 
+// The Gram tile's description from the Python layer's arguments.
+template <typename T>
+simgap::cuda::GramTileParams<T> gram_tile(std::uintptr_t gram, int64_t ld_gram, int64_t rows,
+                                          int64_t cols, int64_t row0, int64_t col0,
+                                          std::uintptr_t xn, std::uintptr_t yn, std::uintptr_t x,
+                                          std::uintptr_t y, int64_t d,
+                                          const simgap::KernelParams& kp, bool same,
+                                          bool exclude_diagonal) {
+  simgap::cuda::GramTileParams<T> p;
+  p.gram = reinterpret_cast<const T*>(gram);
+  p.ld_gram = ld_gram;
+  p.rows = rows;
+  p.cols = cols;
+  p.row0 = row0;
+  p.col0 = col0;
+  p.xnorms = reinterpret_cast<const double*>(xn);
+  p.ynorms = reinterpret_cast<const double*>(yn);
+  p.x = reinterpret_cast<const T*>(x);
+  p.y = reinterpret_cast<const T*>(y);
+  p.d = d;
+  p.kernel = kp;
+  p.same = same;
+  p.exclude_diagonal = exclude_diagonal;
+  return p;
+}
+
+// Kernel values of a Gram tile (gram: float32 or float64 by is_double; out:
+// float64 when out_double, else the type of gram), all device addresses.
+void gram_kernel_values(std::uintptr_t gram, int64_t ld_gram, int64_t rows, int64_t cols,
+                        int64_t row0, int64_t col0, std::uintptr_t xn, std::uintptr_t yn,
+                        std::uintptr_t x, std::uintptr_t y, int64_t d, std::uintptr_t out,
+                        int64_t ld_out, bool is_double, bool out_double, int kernel,
+                        std::vector<double> scales, double gamma, double coef0, int degree,
+                        bool same, bool exclude_diagonal, int device, std::uintptr_t stream) {
+  const simgap::KernelParams kp = simgap::make_kernel(kernel, scales, gamma, coef0, degree);
+  if (is_double && !out_double) throw std::invalid_argument("out: a float64 Gram tile needs a float64 output");
+  auto s = reinterpret_cast<cudaStream_t>(stream);
+  py::gil_scoped_release release;
+  check(cudaSetDevice(device), "cudaSetDevice");
+  if (is_double) {
+    auto p = gram_tile<double>(gram, ld_gram, rows, cols, row0, col0, xn, yn, x, y, d, kp, same,
+                               exclude_diagonal);
+    check(simgap::cuda::gram_kernel_values<double, double>(p, reinterpret_cast<double*>(out), ld_out, s),
+          "gram_kernel_values");
+  } else {
+    auto p = gram_tile<float>(gram, ld_gram, rows, cols, row0, col0, xn, yn, x, y, d, kp, same,
+                              exclude_diagonal);
+    if (out_double)
+      check(simgap::cuda::gram_kernel_values<float, double>(p, reinterpret_cast<double*>(out), ld_out, s),
+            "gram_kernel_values");
+    else
+      check(simgap::cuda::gram_kernel_values<float, float>(p, reinterpret_cast<float*>(out), ld_out, s),
+            "gram_kernel_values");
+  }
+}
+
+// out (n x q, float64) += k(G) @ w for one Gram tile; w has the type of gram.
+void gram_contract(std::uintptr_t gram, int64_t ld_gram, int64_t rows, int64_t cols, int64_t row0,
+                   int64_t col0, std::uintptr_t xn, std::uintptr_t yn, std::uintptr_t x,
+                   std::uintptr_t y, int64_t d, std::uintptr_t w, int64_t q, std::uintptr_t out,
+                   bool is_double, int kernel, std::vector<double> scales, double gamma,
+                   double coef0, int degree, bool same, bool exclude_diagonal, int device,
+                   std::uintptr_t stream) {
+  const simgap::KernelParams kp = simgap::make_kernel(kernel, scales, gamma, coef0, degree);
+  if (q < 1 || q > simgap::cuda::kGramContractMaxColumns)
+    throw std::invalid_argument("q: gram_contract takes between 1 and 8 weight columns");
+  auto s = reinterpret_cast<cudaStream_t>(stream);
+  py::gil_scoped_release release;
+  check(cudaSetDevice(device), "cudaSetDevice");
+  auto run = [&](auto tag) {
+    using T = decltype(tag);
+    auto p = gram_tile<T>(gram, ld_gram, rows, cols, row0, col0, xn, yn, x, y, d, kp, same,
+                          exclude_diagonal);
+    check(simgap::cuda::gram_contract<T>(p, reinterpret_cast<const T*>(w), q,
+                                         reinterpret_cast<double*>(out), s),
+          "gram_contract");
+  };
+  if (is_double) run(double{});
+  else run(float{});
+}
+
+// Squared norms (float64) of the rows of a contiguous device matrix.
+void row_norms(std::uintptr_t x, int64_t n, int64_t d, std::uintptr_t out, bool is_double,
+               int device, std::uintptr_t stream) {
+  auto s = reinterpret_cast<cudaStream_t>(stream);
+  py::gil_scoped_release release;
+  check(cudaSetDevice(device), "cudaSetDevice");
+  if (is_double)
+    check(simgap::cuda::row_norms<double>(device_view<double>(x, n, d), nullptr,
+                                          reinterpret_cast<double*>(out), s),
+          "row_norms");
+  else
+    check(simgap::cuda::row_norms<float>(device_view<float>(x, n, d), nullptr,
+                                         reinterpret_cast<double*>(out), s),
+          "row_norms");
+}
+
+std::size_t sort_rows_temp_bytes(int64_t len, int64_t rows, bool is_double) {
+  return is_double ? simgap::cuda::sort_rows_temp_bytes<double>(len, rows)
+                   : simgap::cuda::sort_rows_temp_bytes<float>(len, rows);
+}
+
+// Sort each contiguous row of `in` (rows x len) into `out` with CUB.
+void sort_rows(std::uintptr_t in, std::uintptr_t out, int64_t len, int64_t rows,
+               std::uintptr_t temp, std::size_t temp_bytes, bool is_double, int device,
+               std::uintptr_t stream) {
+  auto s = reinterpret_cast<cudaStream_t>(stream);
+  py::gil_scoped_release release;
+  check(cudaSetDevice(device), "cudaSetDevice");
+  void* t = reinterpret_cast<void*>(temp);
+  if (is_double)
+    check(simgap::cuda::sort_rows<double>(reinterpret_cast<const double*>(in),
+                                          reinterpret_cast<double*>(out), len, rows, t,
+                                          temp_bytes, s),
+          "sort_rows (cub radix sort)");
+  else
+    check(simgap::cuda::sort_rows<float>(reinterpret_cast<const float*>(in),
+                                         reinterpret_cast<float*>(out), len, rows, t, temp_bytes,
+                                         s),
+          "sort_rows (cub radix sort)");
+}
+
+// out[l] += W_p^p between sorted rows (cu / cv: cumulative weights or 0).
+void wasserstein_1d(std::uintptr_t u, int64_t n, std::uintptr_t cu, std::uintptr_t v, int64_t m,
+                    std::uintptr_t cv, int64_t rows, double p, std::uintptr_t out, bool is_double,
+                    int device, std::uintptr_t stream) {
+  auto s = reinterpret_cast<cudaStream_t>(stream);
+  py::gil_scoped_release release;
+  check(cudaSetDevice(device), "cudaSetDevice");
+  auto run = [&](auto tag) {
+    using T = decltype(tag);
+    check(simgap::cuda::wasserstein_1d<T>(reinterpret_cast<const T*>(u), n,
+                                          reinterpret_cast<const double*>(cu),
+                                          reinterpret_cast<const T*>(v), m,
+                                          reinterpret_cast<const double*>(cv), rows, p,
+                                          reinterpret_cast<double*>(out), s),
+          "wasserstein_1d");
+  };
+  if (is_double) run(double{});
+  else run(float{});
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_cuda, m) {
@@ -142,4 +284,27 @@ PYBIND11_MODULE(_cuda, m) {
         py::arg("n"), py::arg("is_double"), py::arg("kernel"), py::arg("scales"),
         py::arg("gamma"), py::arg("coef0"), py::arg("degree"), py::arg("device"),
         py::arg("stream"));
+  m.attr("gram_contract_max_columns") = simgap::cuda::kGramContractMaxColumns;
+  m.def("gram_kernel_values", &gram_kernel_values, py::arg("gram"), py::arg("ld_gram"),
+        py::arg("rows"), py::arg("cols"), py::arg("row0"), py::arg("col0"), py::arg("xn"),
+        py::arg("yn"), py::arg("x"), py::arg("y"), py::arg("d"), py::arg("out"),
+        py::arg("ld_out"), py::arg("is_double"), py::arg("out_double"), py::arg("kernel"),
+        py::arg("scales"), py::arg("gamma"), py::arg("coef0"), py::arg("degree"),
+        py::arg("same"), py::arg("exclude_diagonal"), py::arg("device"), py::arg("stream"));
+  m.def("gram_contract", &gram_contract, py::arg("gram"), py::arg("ld_gram"), py::arg("rows"),
+        py::arg("cols"), py::arg("row0"), py::arg("col0"), py::arg("xn"), py::arg("yn"),
+        py::arg("x"), py::arg("y"), py::arg("d"), py::arg("w"), py::arg("q"), py::arg("out"),
+        py::arg("is_double"), py::arg("kernel"), py::arg("scales"), py::arg("gamma"),
+        py::arg("coef0"), py::arg("degree"), py::arg("same"), py::arg("exclude_diagonal"),
+        py::arg("device"), py::arg("stream"));
+  m.def("row_norms", &row_norms, py::arg("x"), py::arg("n"), py::arg("d"), py::arg("out"),
+        py::arg("is_double"), py::arg("device"), py::arg("stream"));
+  m.def("sort_rows_temp_bytes", &sort_rows_temp_bytes, py::arg("len"), py::arg("rows"),
+        py::arg("is_double"));
+  m.def("sort_rows", &sort_rows, py::arg("input"), py::arg("out"), py::arg("len"),
+        py::arg("rows"), py::arg("temp"), py::arg("temp_bytes"), py::arg("is_double"),
+        py::arg("device"), py::arg("stream"));
+  m.def("wasserstein_1d", &wasserstein_1d, py::arg("u"), py::arg("n"), py::arg("cu"),
+        py::arg("v"), py::arg("m"), py::arg("cv"), py::arg("rows"), py::arg("p"),
+        py::arg("out"), py::arg("is_double"), py::arg("device"), py::arg("stream"));
 }

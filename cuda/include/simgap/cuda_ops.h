@@ -48,5 +48,74 @@ template <typename T>
 cudaError_t kernel_matrix(const MatrixParams<T>& p, const double* xnorms, const double* ynorms,
                           cudaStream_t stream);
 
+// ---- The GEMM path: a Gram tile from cuBLAS, then one fused kernel ---------
+//
+// G (rows x cols, row-major, leading dimension ld_gram) holds the inner
+// products of the centred rows [row0, row0 + rows) of x with the centred rows
+// [col0, col0 + cols) of y, computed by cuBLAS through torch on the caller's
+// stream (fp32, tf32 or bf16 inputs with fp32 accumulation, or fp64).  xnorms
+// and ynorms are the float64 squared norms of the same centred (and rounded)
+// rows, indexed globally.  T is the type of G.
+template <typename T>
+struct GramTileParams {
+  const T* gram = nullptr;
+  int64_t ld_gram = 0;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  int64_t row0 = 0;                 // global index of the tile's first x row
+  int64_t col0 = 0;                 // global index of the tile's first y row
+  const double* xnorms = nullptr;
+  const double* ynorms = nullptr;
+  // The original rows (contiguous, d values each, global indexing), read only
+  // for near-duplicate pairs under root kernels (laplacian, energy), whose
+  // distance is then recomputed exactly; null skips that (reduced precision).
+  const T* x = nullptr;
+  const T* y = nullptr;
+  int64_t d = 0;
+  KernelParams kernel;
+  bool same = false;                // x is y: the global diagonal is d = 0 exactly
+  bool exclude_diagonal = false;    // the global diagonal counts as 0 (requires same)
+};
+
+// out (rows x cols, leading dimension ld_out) = k(G); out may alias G when
+// OutT is T.
+template <typename T, typename OutT>
+cudaError_t gram_kernel_values(const GramTileParams<T>& p, OutT* out, int64_t ld_out,
+                               cudaStream_t stream);
+
+// The most weight columns gram_contract takes (more go through a second GEMM).
+constexpr int64_t kGramContractMaxColumns = 8;
+
+// out[(row0 + i) * q + c] += sum_j k(G_ij) * weights[(col0 + j) * q + c], in
+// float64, for q <= kGramContractMaxColumns; weights and out are global arrays
+// (m x q and n x q, row-major).  One warp owns a row, so tiles launched one
+// after another on a stream accumulate without atomics.
+template <typename T>
+cudaError_t gram_contract(const GramTileParams<T>& p, const T* weights, int64_t q, double* out,
+                          cudaStream_t stream);
+
+// ---- Sliced Wasserstein: sorting (CUB) and the exact 1-D distances ----------
+
+// Bytes of CUB temporary storage sort_rows needs for `rows` rows of length len.
+template <typename T>
+size_t sort_rows_temp_bytes(int64_t len, int64_t rows);
+
+// Sort each of the `rows` contiguous rows of length len of `in` ascending into
+// `out` (same layout): one device-wide radix sort per row when rows are long,
+// one segmented radix sort over all rows otherwise.  Keys only.
+template <typename T>
+cudaError_t sort_rows(const T* in, T* out, int64_t len, int64_t rows, void* temp,
+                      size_t temp_bytes, cudaStream_t stream);
+
+// out[l] += W_p^p(u_l, v_l) for l < rows: u (rows x n) and v (rows x m) are
+// sorted rows; cu (rows x n) and cv (rows x m) are their cumulative weights in
+// the sorted order (the last entry of each row is taken as 1), or null for
+// uniform weights.  Each pair of quantile-function steps is visited once by
+// the thread of the longer side's element.
+template <typename T>
+cudaError_t wasserstein_1d(const T* u, int64_t n, const double* cu, const T* v, int64_t m,
+                           const double* cv, int64_t rows, double p, double* out,
+                           cudaStream_t stream);
+
 }  // namespace cuda
 }  // namespace simgap

@@ -1,0 +1,142 @@
+// The GEMM path's fused kernels: a Gram tile G computed by cuBLAS (through
+// torch, on the caller's stream) is turned into kernel values with the same
+// per-pair math as the CPU tiles (simgap/kernel_math.h), either written out
+// (kernel_matrix, many-column contractions) or contracted at once with a few
+// weight columns in float64 (mmd2: one column), so that G is read once.
+#include <cuda_runtime.h>
+
+#include "simgap/cuda_ops.h"
+#include "simgap/kernel_math.h"
+#include "simgap/static_switch.h"
+
+namespace simgap {
+namespace cuda {
+
+namespace {
+
+constexpr int kThreads = 256;  // 8 warps per block
+
+template <typename T>
+__device__ double exact_row_d2(const T* __restrict__ a, const T* __restrict__ b, int64_t d) {
+  double s = 0.0;
+  for (int64_t k = 0; k < d; ++k) {
+    const double t = double(a[k]) - double(b[k]);
+    s += t * t;
+  }
+  return s;
+}
+
+// k for the pair (row0 + i, col0 + j) of the tile, from its Gram entry g.
+// Same formula as the fused tile epilogue (tile_common.cuh): the squared
+// distance in T from the float64 norms, clamped at 0, recomputed exactly for
+// near-duplicates under root kernels, and the exact value on the diagonal.
+template <KernelType KT, typename T>
+__device__ __forceinline__ T pair_value(const GramTileParams<T>& p, int64_t i, int64_t j, T g) {
+  const int64_t gi = p.row0 + i, gj = p.col0 + j;
+  if (p.same && gi == gj) {
+    if (p.exclude_diagonal) return T(0);
+    if (uses_distance(KT)) return kernel_value<KT, T>(T(0), g, p.kernel);
+  }
+  constexpr bool kRoot = KT == KernelType::Laplacian || KT == KernelType::Energy;
+  T d2 = T(0);
+  if (uses_distance(KT)) {
+    const T nsum = T(p.xnorms[gi] + p.ynorms[gj]);
+    d2 = nsum - T(2) * g;
+    d2 = d2 > T(0) ? d2 : T(0);
+    const T tau = sizeof(T) == 4 ? T(1.0 / 32.0) : T(1e-6);
+    if (kRoot && p.x != nullptr && d2 < tau * nsum)
+      d2 = T(exact_row_d2(p.x + gi * p.d, p.y + gj * p.d, p.d));
+  }
+  return kernel_value<KT, T>(d2, g, p.kernel);
+}
+
+template <KernelType KT, typename T, typename OutT>
+__global__ void __launch_bounds__(kThreads) values_kernel(GramTileParams<T> p, OutT* out,
+                                                          int64_t ld_out) {
+  // A block row of 256 threads walks one tile row; rows on grid.y (looping).
+  for (int64_t i = blockIdx.y; i < p.rows; i += gridDim.y) {
+    const T* g = p.gram + i * p.ld_gram;
+    OutT* o = out + i * ld_out;
+    for (int64_t j = int64_t(blockIdx.x) * kThreads + threadIdx.x; j < p.cols;
+         j += int64_t(gridDim.x) * kThreads)
+      o[j] = OutT(pair_value<KT, T>(p, i, j, g[j]));
+  }
+}
+
+template <KernelType KT, typename T>
+__global__ void __launch_bounds__(kThreads) contract_rows_kernel(GramTileParams<T> p,
+                                                                 const T* __restrict__ w,
+                                                                 int64_t q,
+                                                                 double* __restrict__ out) {
+  const int lane = threadIdx.x % 32;
+  const int64_t warps = int64_t(gridDim.x) * (kThreads / 32);
+  for (int64_t i = int64_t(blockIdx.x) * (kThreads / 32) + threadIdx.x / 32; i < p.rows;
+       i += warps) {
+    double acc[kGramContractMaxColumns];
+#pragma unroll
+    for (int c = 0; c < kGramContractMaxColumns; ++c) acc[c] = 0.0;
+    const T* g = p.gram + i * p.ld_gram;
+    for (int64_t j = lane; j < p.cols; j += 32) {
+      const double v = double(pair_value<KT, T>(p, i, j, g[j]));
+      const T* wr = w + (p.col0 + j) * q;
+#pragma unroll
+      for (int c = 0; c < kGramContractMaxColumns; ++c)
+        if (c < q) acc[c] += v * double(wr[c]);
+    }
+#pragma unroll
+    for (int c = 0; c < kGramContractMaxColumns; ++c) {
+      if (c >= q) break;
+      double s = acc[c];
+      for (int off = 16; off > 0; off /= 2) s += __shfl_down_sync(0xffffffffu, s, off);
+      if (lane == 0) out[(p.row0 + i) * q + c] += s;
+    }
+  }
+}
+
+inline unsigned clamp_grid(int64_t want, int64_t cap) {
+  return static_cast<unsigned>(want < 1 ? 1 : (want < cap ? want : cap));
+}
+
+}  // namespace
+
+template <typename T, typename OutT>
+cudaError_t gram_kernel_values(const GramTileParams<T>& p, OutT* out, int64_t ld_out,
+                               cudaStream_t stream) {
+  if (p.rows == 0 || p.cols == 0) return cudaSuccess;
+  if (p.gram == nullptr || out == nullptr || p.ld_gram < p.cols || ld_out < p.cols)
+    return cudaErrorInvalidValue;
+  const dim3 grid(clamp_grid((p.cols + kThreads - 1) / kThreads, 65535),
+                  clamp_grid(p.rows, 65535));
+  SIMGAP_KERNEL_SWITCH(p.kernel.type, KT, [&] {
+    values_kernel<KT, T, OutT><<<grid, kThreads, 0, stream>>>(p, out, ld_out);
+  });
+  return cudaGetLastError();
+}
+
+template <typename T>
+cudaError_t gram_contract(const GramTileParams<T>& p, const T* weights, int64_t q, double* out,
+                          cudaStream_t stream) {
+  if (p.rows == 0 || p.cols == 0 || q == 0) return cudaSuccess;
+  if (p.gram == nullptr || weights == nullptr || out == nullptr || p.ld_gram < p.cols ||
+      q > kGramContractMaxColumns)
+    return cudaErrorInvalidValue;
+  const unsigned blocks = clamp_grid((p.rows + kThreads / 32 - 1) / (kThreads / 32), 1 << 20);
+  SIMGAP_KERNEL_SWITCH(p.kernel.type, KT, [&] {
+    contract_rows_kernel<KT, T><<<blocks, kThreads, 0, stream>>>(p, weights, q, out);
+  });
+  return cudaGetLastError();
+}
+
+template cudaError_t gram_kernel_values<float, float>(const GramTileParams<float>&, float*,
+                                                      int64_t, cudaStream_t);
+template cudaError_t gram_kernel_values<float, double>(const GramTileParams<float>&, double*,
+                                                       int64_t, cudaStream_t);
+template cudaError_t gram_kernel_values<double, double>(const GramTileParams<double>&, double*,
+                                                        int64_t, cudaStream_t);
+template cudaError_t gram_contract<float>(const GramTileParams<float>&, const float*, int64_t,
+                                          double*, cudaStream_t);
+template cudaError_t gram_contract<double>(const GramTileParams<double>&, const double*, int64_t,
+                                           double*, cudaStream_t);
+
+}  // namespace cuda
+}  // namespace simgap
