@@ -96,8 +96,6 @@ def test_mixed_devices_raise(rng):
 def test_unsupported_cuda_paths_say_so(rng):
     x = _cuda(rng.normal(size=(50, 3)))
     with pytest.raises(NotImplementedError, match="CUDA"):
-        simgap.sliced_wasserstein(x, x)
-    with pytest.raises(NotImplementedError, match="CUDA"):
         simgap.mmd2(x, x, estimator="block")
 
 
@@ -109,3 +107,198 @@ def test_runs_on_the_current_stream(rng):
     s.synchronize()
     ref = simgap.kernel_contract(x.cpu().numpy(), x.cpu().numpy(), np.ones(2000), bandwidth=3.0)
     np.testing.assert_allclose(out.cpu().numpy(), ref, rtol=1e-4)
+
+
+# ---- the GEMM route (cuBLAS Gram tiles + fused epilogue) -------------------------------------
+
+@pytest.fixture
+def route(request):
+    """Force the fused or the GEMM route for the test, whatever d is."""
+    from simgap import _cuda_ops
+
+    old = _cuda_ops.FORCE_ROUTE
+    _cuda_ops.FORCE_ROUTE = request.param
+    yield request.param
+    _cuda_ops.FORCE_ROUTE = old
+
+
+@pytest.fixture
+def small_tiles():
+    """GEMM tiles of 64 so that small inputs cross several tiles (and the diagonal)."""
+    from simgap import _cuda_ops
+
+    old = _cuda_ops.GEMM_TILE
+    _cuda_ops.GEMM_TILE = 64
+    yield
+    _cuda_ops.GEMM_TILE = old
+
+
+@pytest.mark.parametrize("route", ["fused", "gemm"], indirect=True)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,m,d", [(1, 1, 1), (2, 7, 3), (97, 130, 7), (257, 65, 200)])
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_kernel_matrix_both_routes(rng, small_tiles, route, kernel, n, m, d, dtype):
+    x = rng.normal(size=(n, d)).astype(dtype)
+    y = (rng.normal(size=(m, d)) + 0.3).astype(dtype)
+    got = simgap.kernel_matrix(_cuda(x), _cuda(y), kernel=kernel, bandwidth=_bw(kernel))
+    ref = ref_impl.kernel_matrix(x, y, kernel=kernel, bandwidth=_ref_bw(kernel))
+    np.testing.assert_allclose(got.cpu().numpy(), ref, **kernel_tol(dtype, ref))
+    same = simgap.kernel_matrix(_cuda(x), kernel=kernel, bandwidth=_bw(kernel)).cpu().numpy()
+    ref_same = ref_impl.kernel_matrix(x, kernel=kernel, bandwidth=_ref_bw(kernel))
+    np.testing.assert_allclose(same, ref_same, **kernel_tol(dtype, ref_same))
+
+
+@pytest.mark.parametrize("route", ["fused", "gemm"], indirect=True)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("q", [1, 8, 9, 20])
+@pytest.mark.parametrize("kernel", ["gaussian", "laplacian", "energy", "polynomial"])
+def test_kernel_contract_both_routes(rng, small_tiles, route, kernel, q, dtype):
+    x = rng.normal(size=(150, 33)).astype(dtype)
+    y = (rng.normal(size=(131, 33)) + 0.3).astype(dtype)
+    w = rng.normal(size=(131, q)).astype(dtype)
+    got = simgap.kernel_contract(_cuda(x), _cuda(y), _cuda(w), kernel=kernel, bandwidth=_bw(kernel))
+    K = ref_impl.kernel_matrix(x, y, kernel=kernel, bandwidth=_ref_bw(kernel))
+    ref = K @ w.astype(np.float64)
+    np.testing.assert_allclose(got.cpu().numpy(), ref, **kernel_tol(dtype, ref))
+
+
+@pytest.mark.parametrize("route", ["fused", "gemm"], indirect=True)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("estimator", ["unbiased", "biased"])
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_mmd2_both_routes_symmetric_tiles(rng, small_tiles, route, kernel, estimator, dtype):
+    # 4097 and 200 rows cross 64-row tiles unevenly; the self terms use only upper tiles.
+    x = rng.normal(size=(4097, 9)).astype(dtype)
+    y = (rng.normal(size=(200, 9)) + 0.5).astype(dtype)
+    got = simgap.mmd2(_cuda(x), _cuda(y), kernel=kernel, bandwidth=_bw(kernel), estimator=estimator)
+    ref = ref_impl.mmd2(x, y, kernel=kernel, bandwidth=_ref_bw(kernel), estimator=estimator)
+    tol = 1e-4 if dtype == np.float32 else 1e-7
+    assert got == pytest.approx(ref, rel=tol, abs=tol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_mmd2_wide_takes_gemm_route_and_matches(rng, dtype):
+    x = rng.normal(size=(1025, 513)).astype(dtype)
+    y = (rng.normal(size=(700, 513)) + 0.05).astype(dtype)
+    got = simgap.mmd2(_cuda(x), _cuda(y), bandwidth=20.0)
+    ref = ref_impl.mmd2(x, y, bandwidth=20.0, estimator="unbiased")
+    tol = 1e-4 if dtype == np.float32 else 1e-7
+    assert got == pytest.approx(ref, rel=tol, abs=tol)
+
+
+def test_near_duplicates_root_kernels_gemm_route(rng, small_tiles):
+    # Pairs 1e-4 apart at norm ~30: the Gram identity alone loses every digit of the distance.
+    x = (rng.normal(size=(300, 256)) * 2 + 30).astype(np.float32)
+    y = (x + 1e-4 * rng.normal(size=x.shape)).astype(np.float32)
+    for kernel in ("laplacian", "energy"):
+        got = simgap.kernel_matrix(_cuda(x), _cuda(y), kernel=kernel, bandwidth=1.0).cpu().numpy()
+        ref = ref_impl.kernel_matrix(x, y, kernel=kernel, bandwidth=1.0 if kernel == "laplacian" else None)
+        np.testing.assert_allclose(np.diag(got), np.diag(ref), rtol=1e-3, atol=1e-6)
+
+
+# ---- tensor-core precisions -------------------------------------------------------------------
+
+@pytest.mark.parametrize("precision,tol", [("tf32", 1e-3), ("bf16", 1e-2)])
+@pytest.mark.parametrize("kernel", ["gaussian", "laplacian", "imq", "energy"])
+def test_reduced_precision_error(rng, precision, tol, kernel):
+    x = rng.normal(size=(2000, 256)).astype(np.float32)
+    y = (rng.normal(size=(1500, 256)) + 0.1).astype(np.float32)
+    bw = 16.0 if kernel != "energy" else "median"
+    got = simgap.mmd2(_cuda(x), _cuda(y), kernel=kernel, bandwidth=bw, precision=precision)
+    ref = ref_impl.mmd2(x, y, kernel=kernel, bandwidth=None if bw == "median" else bw, estimator="unbiased")
+    assert abs(got - ref) <= tol * abs(ref), (got, ref)
+    K = simgap.kernel_matrix(_cuda(x[:300]), _cuda(y[:300]), kernel=kernel, bandwidth=bw,
+                             precision=precision).cpu().numpy()
+    Kref = ref_impl.kernel_matrix(x[:300], y[:300], kernel=kernel,
+                                  bandwidth=None if bw == "median" else bw)
+    assert np.max(np.abs(K - Kref)) <= tol * np.max(np.abs(Kref))
+
+
+def test_precision_is_checked(rng):
+    x = _cuda(rng.normal(size=(20, 3)))
+    with pytest.raises(ValueError, match="precision"):
+        simgap.mmd2(x, x, precision="fp8")
+
+
+def test_highest_ignores_the_global_tf32_switch(rng):
+    x = _cuda(rng.normal(size=(600, 300)).astype(np.float32))
+    y = _cuda(rng.normal(size=(500, 300)).astype(np.float32) + 0.1)
+    mm = torch.backends.cuda.matmul
+    old = mm.fp32_precision
+    try:
+        mm.fp32_precision = "tf32"
+        got = simgap.mmd2(x, y, bandwidth=15.0)
+    finally:
+        mm.fp32_precision = old
+    assert mm.fp32_precision == old
+    ref = ref_impl.mmd2(x.cpu().numpy(), y.cpu().numpy(), bandwidth=15.0, estimator="unbiased")
+    assert got == pytest.approx(ref, rel=1e-4, abs=1e-6)
+
+
+# ---- mmd2_batch and mmd_test --------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_mmd2_batch_cuda_equals_cpu(rng, dtype):
+    x = rng.normal(size=(400, 12)).astype(dtype)
+    ys = [(rng.normal(size=(m, 12)) + s).astype(dtype) for m, s in ((300, 0.0), (7, 0.4), (513, 1.0))]
+    got = simgap.mmd2_batch(_cuda(x), [_cuda(y) for y in ys])
+    cpu = simgap.mmd2_batch(x, ys)
+    assert isinstance(got, np.ndarray) and got.shape == (3,)
+    tol = 1e-4 if dtype == np.float32 else 1e-9
+    np.testing.assert_allclose(got, cpu, rtol=tol, atol=tol)
+    with pytest.raises(ValueError, match="different devices"):
+        simgap.mmd2_batch(_cuda(x), [ys[0]])
+
+
+@pytest.mark.parametrize("estimator", ["unbiased", "biased"])
+@pytest.mark.parametrize("n_permutations", [5, 300])
+def test_mmd_test_cuda_equals_cpu(rng, estimator, n_permutations):
+    x = rng.normal(size=(150, 6))
+    y = rng.normal(size=(131, 6)) + 0.2
+    got = simgap.mmd_test(_cuda(x), _cuda(y), n_permutations, estimator=estimator, seed=3)
+    cpu = simgap.mmd_test(x, y, n_permutations, estimator=estimator, seed=3)
+    assert got.statistic == pytest.approx(cpu.statistic, rel=1e-9, abs=1e-12)
+    np.testing.assert_allclose(got.null_distribution, cpu.null_distribution, rtol=1e-9, atol=1e-12)
+    assert got.p_value == cpu.p_value
+
+
+# ---- sliced Wasserstein (cuBLAS projection, CUB sort, exact 1-D distances) ---------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("p", [1, 2, 3.5])
+@pytest.mark.parametrize("n,m,d", [(1, 1, 1), (2, 7, 3), (97, 97, 64), (1025, 333, 5), (70000, 70000, 8),
+                                   (70001, 4097, 3)])
+def test_sliced_wasserstein_cuda(rng, n, m, d, p, dtype):
+    x = rng.normal(size=(n, d)).astype(dtype)
+    y = (rng.normal(size=(m, d)) * 1.3 + 0.2).astype(dtype)
+    L = 16
+    got, per = simgap.sliced_wasserstein(_cuda(x), _cuda(y), n_projections=L, p=p, seed=4,
+                                         return_per_projection=True)
+    assert per.is_cuda and per.dtype == torch.float64 and per.shape == (L,)
+    ref = ref_impl.sliced_wasserstein(x, y, n_projections=L, p=p, seed=4)
+    tol = 1e-4 if dtype == np.float32 else 1e-7
+    assert got == pytest.approx(ref, rel=tol, abs=tol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sliced_wasserstein_cuda_weighted(rng, dtype):
+    x = rng.normal(size=(500, 4)).astype(dtype)
+    y = (rng.normal(size=(301, 4)) + 0.5).astype(dtype)
+    a, b = rng.random(500), rng.random(301)
+    b[:50] = 0.0
+    got = simgap.sliced_wasserstein(_cuda(x), _cuda(y), n_projections=32, seed=1, x_weights=_cuda(a),
+                                    y_weights=_cuda(b))
+    ref = ref_impl.sliced_wasserstein(x, y, n_projections=32, seed=1, x_weights=a, y_weights=b)
+    tol = 1e-4 if dtype == np.float32 else 1e-7
+    assert got == pytest.approx(ref, rel=tol, abs=tol)
+
+
+def test_sliced_wasserstein_cuda_chunks_directions(rng, monkeypatch):
+    from simgap import _cuda_ops
+
+    monkeypatch.setattr(_cuda_ops, "SLICED_CHUNK_BYTES", 1)  # one direction per chunk
+    x, y = rng.normal(size=(300, 6)), rng.normal(size=(200, 6)) + 0.3
+    theta = rng.normal(size=(6, 10))
+    theta /= np.linalg.norm(theta, axis=0)
+    got = simgap.sliced_wasserstein(_cuda(x), _cuda(y), projections=_cuda(theta))
+    assert got == pytest.approx(simgap.sliced_wasserstein(x, y, projections=theta), rel=1e-10)

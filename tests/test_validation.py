@@ -275,3 +275,23 @@ def test_cuda_tensor_without_cuda_build():
         pytest.skip("cannot create CUDA tensors here")
     with pytest.raises(RuntimeError, match="(?i)rebuild"):
         simgap.mmd2(x, x.clone())
+
+
+# -------------------------------------------------------------------------------- precision
+@pytest.mark.parametrize("call", [
+    lambda x, p: simgap.mmd2(x, x + 1, precision=p),
+    lambda x, p: simgap.mmd2_batch(x, [x + 1], precision=p),
+    lambda x, p: simgap.mmd_test(x, x + 1, 10, precision=p),
+    lambda x, p: simgap.kernel_matrix(x, precision=p),
+    lambda x, p: simgap.kernel_contract(x, x, np.ones(len(x)), precision=p),
+])
+def test_precision_checked_and_tensor_cores_need_cuda(call):
+    x = np.random.default_rng(0).normal(size=(6, 3))
+    with pytest.raises(ValueError, match="precision must be one of"):
+        call(x, "fp8")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        call(x, None)
+    for p in ("tf32", "bf16", "TF32"):
+        with pytest.raises(ValueError, match="needs CUDA tensors"):
+            call(x, p)
+    call(x, "highest")

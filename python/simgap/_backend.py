@@ -105,6 +105,26 @@ def device_of(**arrays: Any) -> str:
     return device
 
 
+PRECISIONS = ("highest", "tf32", "bf16")
+
+
+def check_precision(precision: Any, device: str) -> str:
+    """The precision of the pairwise products, checked against the device.
+
+    "highest" (the default) multiplies in the input precision on every device;
+    "tf32" and "bf16" use GPU tensor cores and need CUDA tensors.
+    """
+    if not isinstance(precision, str) or precision.lower() not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}; got {precision!r}")
+    precision = precision.lower()
+    if precision != "highest" and device == "cpu":
+        raise ValueError(
+            f"precision={precision!r} runs on GPU tensor cores and needs CUDA tensors; "
+            "the CPU kernels multiply in the input precision (use precision='highest')"
+        )
+    return precision
+
+
 def require_cpu(op: str, device: str) -> None:
     """Raise for operations that have no CUDA implementation in this build."""
     if device != "cpu":

@@ -2,17 +2,49 @@
 (arrays) or Python floats (scalars) out, work queued on the caller's current
 stream, no copy of the data to the host.  Validation mirrors the CPU path
 (_validation.py) with torch operations on the device.
+
+Two routes compute kernel sums and contractions:
+
+* the fused route (``kernel_contract.cu``): Gram tile, kernel and contraction
+  in one kernel, the tile never leaving registers; for few features, where
+  memory traffic dominates;
+* the GEMM route (``gram_tile.cu``): the Gram tile X_i Y_j^T of the centred
+  rows by cuBLAS (``torch.mm`` on the current stream: torch's CUDA build ships
+  cuBLAS, so the build needs no cuBLAS of its own) into a bounded workspace,
+  then one fused kernel that applies the kernel and contracts with up to 8
+  weight columns in float64 (more columns: kernel values, then a float64 GEMM).
+  It is taken for many features and for the tensor-core precisions.
+
+``precision``: "highest" multiplies in the input precision (IEEE fp32, never
+tf32, or fp64); "tf32" and "bf16" round the centred inputs to tf32 (10-bit
+mantissa) or bf16 (7-bit) once, compute their squared norms from the rounded
+values in float64 and multiply on tensor cores with fp32 accumulation, so the
+squared distances are those of the rounded points up to fp32 accumulation.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Sequence
 
 import numpy as np
 
 from ._backend import _cuda
 
-__all__ = ["as_cuda_matrix", "kernel_contract", "kernel_matrix", "median_bandwidth", "mmd2"]
+__all__ = ["as_cuda_matrix", "kernel_contract", "kernel_matrix", "median_bandwidth", "mmd2",
+           "mmd2_batch", "sliced_wasserstein"]
+
+# "highest": the fused route below this many features, the GEMM route from it.
+GEMM_MIN_FEATURES = 128
+# Benchmarks may force a route ("fused" or "gemm"); None chooses by the rule above.
+FORCE_ROUTE: str | None = None
+# Side of the square Gram tiles of the GEMM route (4096^2 fp32 = 64 MiB; a
+# float64 kernel tile for many-column contractions is 128 MiB).
+GEMM_TILE = 4096
+# Rows centred (through float64) per step when the operands are prepared.
+_PREP_ROWS = 1 << 15
+# Bytes of projected values (and their sorted copy) per chunk of directions.
+SLICED_CHUNK_BYTES = 1 << 30
 
 
 def _torch():
@@ -84,9 +116,11 @@ def _common(x, y, spec, center):
     return xn, yn, c
 
 
-def contract(x, y, w, spec, center, same: bool, exclude: bool):
-    """out (n x q, float64) = K(x, y) @ w on the device (w: (m, q), dtype of x)."""
+def contract(x, y, w, spec, center, same: bool, exclude: bool, precision: str = "highest"):
+    """out (n x q, float64) = K(x, y) @ w on the device (w: (m, q))."""
     torch = _torch()
+    if use_gemm(x.shape[1], precision, w.shape[1]):
+        return gemm_contract(x, y, w, spec, center, same, exclude, precision)
     w = w.to(x.dtype).contiguous()
     out = torch.zeros((x.shape[0], w.shape[1]), dtype=torch.float64, device=x.device)
     xn, yn, c = _common(x, y, spec, center)
@@ -97,10 +131,22 @@ def contract(x, y, w, spec, center, same: bool, exclude: bool):
     return out
 
 
-def kernel_matrix(x, y, spec, same: bool):
+def weighted_self_sum(z, w, spec, center, exclude: bool, precision: str) -> float:
+    """w' K(z, z) w (diagonal excluded or not); the GEMM route evaluates only
+    the tiles on and above the diagonal."""
+    if use_gemm(z.shape[1], precision):
+        diag, upper = gemm_contract(z, z, w.reshape(-1, 1), spec, center, True, exclude, precision,
+                                    symmetric=True)
+        return float(w @ diag[:, 0]) + 2.0 * float(w @ upper[:, 0])
+    return float(w @ contract(z, z, w.reshape(-1, 1), spec, center, True, exclude)[:, 0])
+
+
+def kernel_matrix(x, y, spec, same: bool, precision: str = "highest"):
     torch = _torch()
-    out = torch.empty((x.shape[0], y.shape[0]), dtype=x.dtype, device=x.device)
     center = _center([x] if same else [x, y], spec)
+    if use_gemm(x.shape[1], precision):
+        return gemm_matrix(x, y, spec, center, same, precision)
+    out = torch.empty((x.shape[0], y.shape[0]), dtype=x.dtype, device=x.device)
     xn, yn, c = _common(x, y, spec, center)
     device, stream = _stream(x)
     _cuda.kernel_matrix(x.data_ptr(), x.shape[0], y.data_ptr(), y.shape[0], x.shape[1],
@@ -109,9 +155,182 @@ def kernel_matrix(x, y, spec, same: bool):
     return out
 
 
-def kernel_contract(x, y, w, spec, same: bool):
+def kernel_contract(x, y, w, spec, same: bool, precision: str = "highest"):
     center = _center([x] if same else [x, y], spec)
-    return contract(x, y, w, spec, center, same, False)
+    return contract(x, y, w, spec, center, same, False, precision)
+
+
+# ---- the GEMM route ---------------------------------------------------------
+
+@contextlib.contextmanager
+def fp32_matmul(mode: str):
+    """torch fp32 matmuls in IEEE fp32 ("ieee") or on tf32 tensor cores ("tf32")
+    inside the block; the caller's setting is restored after."""
+    torch = _torch()
+    mm = torch.backends.cuda.matmul
+    if hasattr(mm, "fp32_precision"):
+        old = mm.fp32_precision
+        mm.fp32_precision = mode
+        try:
+            yield
+        finally:
+            mm.fp32_precision = old
+    else:  # pragma: no cover - torch < 2.9
+        old = mm.allow_tf32
+        mm.allow_tf32 = mode == "tf32"
+        try:
+            yield
+        finally:
+            mm.allow_tf32 = old
+
+
+_BF16_OUT_DTYPE: bool | None = None
+
+
+def _bf16_mm_to_fp32_supported(device) -> bool:
+    """Whether torch.mm takes bf16 inputs with a float32 output (torch >= 2.9 on CUDA)."""
+    global _BF16_OUT_DTYPE
+    if _BF16_OUT_DTYPE is None:
+        torch = _torch()
+        a = torch.ones((2, 2), dtype=torch.bfloat16, device=device)
+        try:
+            _BF16_OUT_DTYPE = torch.mm(a, a, out_dtype=torch.float32).dtype == torch.float32
+        except (TypeError, RuntimeError, NotImplementedError):
+            _BF16_OUT_DTYPE = False
+    return _BF16_OUT_DTYPE
+
+
+def round_tf32(t):
+    """float32 values rounded to tf32 (10 explicit mantissa bits, nearest-even)."""
+    torch = _torch()
+    i = t.contiguous().view(torch.int32)
+    i = (i + 0x0FFF + ((i >> 13) & 1)) & -0x2000
+    return i.view(torch.float32)
+
+
+def centred(a, center, dtype):
+    """a - center rounded to dtype (through float64, a block of rows at a
+    time); a itself when there is nothing to do."""
+    torch = _torch()
+    if center is None and a.dtype == dtype:
+        return a
+    out = torch.empty(a.shape, dtype=dtype, device=a.device)
+    for r0 in range(0, a.shape[0], _PREP_ROWS):
+        block = a[r0:r0 + _PREP_ROWS]
+        if center is not None:
+            block = block.double() - center
+        out[r0:r0 + _PREP_ROWS] = block.to(dtype)
+    return out
+
+
+class Operand:
+    """One side of a GEMM-route product: the centred rows rounded as the
+    precision says (``values``, float32 or float64), their float64 squared
+    norms, the tensor the GEMM reads (``gemm``: ``values`` or a bf16 copy), and
+    the original rows for exact near-duplicate distances (None below highest)."""
+
+    def __init__(self, a, center, precision: str):
+        torch = _torch()
+        highest = precision == "highest"
+        values = centred(a, center, a.dtype if highest else torch.float32)
+        if precision == "tf32":
+            values = round_tf32(values)
+        elif precision == "bf16":
+            values = values.to(torch.bfloat16).float()
+        self.values = values
+        self.norms = torch.empty(a.shape[0], dtype=torch.float64, device=a.device)
+        device, stream = _stream(a)
+        _cuda.row_norms(values.data_ptr(), a.shape[0], a.shape[1], self.norms.data_ptr(),
+                        values.dtype == torch.float64, device, stream)
+        self.gemm = values
+        self.mode = "ieee"
+        if precision == "tf32":
+            self.mode = "tf32"
+        elif precision == "bf16":
+            if _bf16_mm_to_fp32_supported(a.device):
+                self.gemm = values.to(torch.bfloat16)
+            else:  # bf16 values are exact in tf32, and so are their products
+                self.mode = "tf32"
+        self.rows = a if highest else None
+
+    def gram(self, other: "Operand", i0: int, i1: int, j0: int, j1: int):
+        """G = values[i0:i1] @ other.values[j0:j1]^T, contiguous (float32 or float64)."""
+        torch = _torch()
+        a, b = self.gemm[i0:i1], other.gemm[j0:j1].t()
+        if a.dtype == torch.bfloat16:
+            return torch.mm(a, b, out_dtype=torch.float32)
+        with fp32_matmul(self.mode):
+            return torch.mm(a, b)
+
+
+def use_gemm(d: int, precision: str, q: int = 1) -> bool:
+    if FORCE_ROUTE is not None:
+        return FORCE_ROUTE == "gemm" or precision != "highest"
+    return precision != "highest" or d >= GEMM_MIN_FEATURES or q > _cuda.gram_contract_max_columns
+
+
+def _tile_args(g, xo: Operand, yo: Operand, i0: int, j0: int, same: bool):
+    torch = _torch()
+    x_rows = 0 if xo.rows is None else xo.rows.data_ptr()
+    y_rows = 0 if yo.rows is None else yo.rows.data_ptr()
+    return (g.data_ptr(), g.shape[1], g.shape[0], g.shape[1], i0, j0, xo.norms.data_ptr(),
+            yo.norms.data_ptr(), x_rows, y_rows, xo.values.shape[1]), g.dtype == torch.float64
+
+
+def gemm_contract(x, y, w, spec, center, same: bool, exclude: bool, precision: str,
+                  symmetric: bool = False):
+    """out (n x q, float64) = K(x, y) @ w through cuBLAS Gram tiles.
+
+    With ``symmetric`` (x is y and the caller only needs w' K w) only the tiles
+    on and above the diagonal are evaluated; the result is then a pair
+    (out_diagonal_tiles, out_upper_tiles) with w' K w = w' out_diag + 2 w' out_upper.
+    """
+    torch = _torch()
+    xo = Operand(x, center, precision)
+    yo = xo if same else Operand(y, center, precision)
+    n, m, q = x.shape[0], y.shape[0], w.shape[1]
+    gdtype = xo.values.dtype
+    device, stream = _stream(x)
+    small = q <= _cuda.gram_contract_max_columns
+    wk = w.to(gdtype).contiguous() if small else w.to(torch.float64).contiguous()
+    out = torch.zeros((n, q), dtype=torch.float64, device=x.device)
+    upper = torch.zeros_like(out) if symmetric else None
+    tile = GEMM_TILE
+    for i0 in range(0, n, tile):
+        i1 = min(n, i0 + tile)
+        for j0 in range(i0 if symmetric else 0, m, tile):
+            j1 = min(m, j0 + tile)
+            target = upper if (symmetric and j0 > i0) else out
+            g = xo.gram(yo, i0, i1, j0, j1)
+            args, is_double = _tile_args(g, xo, yo, i0, j0, same)
+            if small:
+                _cuda.gram_contract(*args, wk.data_ptr(), q, target.data_ptr(), is_double,
+                                    *spec.args(), same, exclude, device, stream)
+            else:
+                k = torch.empty(g.shape, dtype=torch.float64, device=x.device)
+                _cuda.gram_kernel_values(*args, k.data_ptr(), k.shape[1], is_double, True,
+                                         *spec.args(), same, exclude, device, stream)
+                target[i0:i1].addmm_(k, wk[j0:j1])
+    return (out, upper) if symmetric else out
+
+
+def gemm_matrix(x, y, spec, center, same: bool, precision: str):
+    """The n x m kernel matrix through cuBLAS Gram row blocks, in the dtype of x."""
+    torch = _torch()
+    xo = Operand(x, center, precision)
+    yo = xo if same else Operand(y, center, precision)
+    n, m = x.shape[0], y.shape[0]
+    out = torch.empty((n, m), dtype=x.dtype, device=x.device)
+    device, stream = _stream(x)
+    rows = max(1, min(n, (GEMM_TILE * GEMM_TILE) // max(m, 1)))
+    for i0 in range(0, n, rows):
+        i1 = min(n, i0 + rows)
+        g = xo.gram(yo, i0, i1, 0, m)
+        args, is_double = _tile_args(g, xo, yo, i0, 0, same)
+        dst = out[i0:i1]
+        _cuda.gram_kernel_values(*args, dst.data_ptr(), m, is_double, x.dtype == torch.float64,
+                                 *spec.args(), same, False, device, stream)
+    return out
 
 
 def median_bandwidth(arrays: Sequence[Any], max_points: int, seed: Any) -> float:
@@ -152,46 +371,141 @@ def _weights(w: Any, n: int, name: str, device) -> Any:
     return t / total
 
 
-def mmd2(x, y, x_weights, y_weights, spec_fn, estimator: str | None) -> float:
-    """Exact MMD^2 (unbiased or biased, optionally weighted) on the device.
-
-    spec_fn(arrays) resolves the kernel (the median bandwidth needs the data).
-    The sums go through the fused contraction with one column; the weighted dot
-    products are taken on the device.
-    """
-    torch = _torch()
-    xa, ya, same = cuda_pair(x, y)
-    a = _weights(x_weights, xa.shape[0], "x_weights", xa.device)
-    b = _weights(y_weights, ya.shape[0], "y_weights", xa.device)
-    est = estimator or ("biased" if (a is not None or b is not None) else "unbiased")
+def _estimator(estimator: str | None, weighted: bool) -> bool:
+    """True for the unbiased estimator; the block/linear/rff ones stay on the CPU."""
+    est = estimator or ("biased" if weighted else "unbiased")
     est = "unbiased" if est == "exact" else est
     if est not in ("unbiased", "biased"):
         raise NotImplementedError(
             f"estimator={estimator!r} has no CUDA implementation yet; pass CPU arrays (tensor.cpu())"
         )
-    unbiased = est == "unbiased"
-    for t, name in ((xa, "x"), (ya, "y")):
+    return est == "unbiased"
+
+
+def _uniform(w, n: int, device):
+    torch = _torch()
+    return torch.full((n,), 1.0 / n, dtype=torch.float64, device=device) if w is None else w
+
+
+def _self_term(z, w, spec, unbiased: bool, name: str, precision: str) -> float:
+    """E k(z, z') over distinct pairs (unbiased) or all pairs (biased)."""
+    s = weighted_self_sum(z, w, spec, _center([z], spec), unbiased, precision)
+    if not unbiased:
+        return s
+    norm = 1.0 - float(w @ w)
+    if norm <= 1e-12:
+        raise ValueError(f"{name}: the unbiased estimator needs positive weight on at least two samples")
+    return s / norm
+
+
+def _cross_term(x, y, a, b, spec, same: bool, precision: str) -> float:
+    center = _center([x, y], spec)
+    return float(a @ contract(x, y, b.reshape(-1, 1), spec, center, same, False, precision)[:, 0])
+
+
+def _check_rows(arrays, unbiased: bool) -> None:
+    for t, name in arrays:
         if unbiased and t.shape[0] < 2:
             raise ValueError(f"{name} has 1 row; the unbiased estimator needs at least 2 (use estimator='biased')")
+
+
+def mmd2(x, y, x_weights, y_weights, spec_fn, estimator: str | None, precision: str = "highest") -> float:
+    """Exact MMD^2 (unbiased or biased, optionally weighted) on the device.
+
+    spec_fn(arrays) resolves the kernel (the median bandwidth needs the data).
+    The sums go through the contraction with one column; the weighted dot
+    products are taken on the device.
+    """
+    xa, ya, same = cuda_pair(x, y)
+    a = _weights(x_weights, xa.shape[0], "x_weights", xa.device)
+    b = _weights(y_weights, ya.shape[0], "y_weights", xa.device)
+    unbiased = _estimator(estimator, a is not None or b is not None)
+    _check_rows([(xa, "x"), (ya, "y")], unbiased)
     spec = spec_fn([xa, ya])
+    ua, ub = _uniform(a, xa.shape[0], xa.device), _uniform(b, ya.shape[0], xa.device)
+    kxx = _self_term(xa, ua, spec, unbiased, "x_weights", precision)
+    kyy = _self_term(ya, ub, spec, unbiased, "y_weights", precision)
+    return kxx + kyy - 2.0 * _cross_term(xa, ya, ua, ub, spec, same, precision)
 
-    def uniform(w, n):
-        return torch.full((n,), 1.0 / n, dtype=torch.float64, device=xa.device) if w is None else w
 
-    ua, ub = uniform(a, xa.shape[0]), uniform(b, ya.shape[0])
+def mmd2_batch(x, ys, x_weights, ys_weights, spec_fn, estimator: str | None,
+               precision: str = "highest") -> np.ndarray:
+    """MMD^2 between x and each set in ys on the device, the x-x term once."""
+    torch = _torch()
+    xa = as_cuda_matrix(x, "x")
+    ya_list = []
+    for k, y in enumerate(ys):
+        ya = as_cuda_matrix(y, f"ys[{k}]")
+        if ya.shape[1] != xa.shape[1]:
+            raise ValueError(
+                f"x has {xa.shape[1]} columns but ys[{k}] has {ya.shape[1]}; both must have the same number of features"
+            )
+        ya_list.append(ya)
+    dtype = torch.float64 if any(t.dtype == torch.float64 for t in [xa, *ya_list]) else torch.float32
+    xa = xa.to(dtype)
+    ya_list = [t.to(dtype) for t in ya_list]
+    a = _weights(x_weights, xa.shape[0], "x_weights", xa.device)
+    b_list = [_weights(None if ys_weights is None else ys_weights[k], t.shape[0], f"ys_weights[{k}]", xa.device)
+              for k, t in enumerate(ya_list)]
+    unbiased = _estimator(estimator, a is not None or any(b is not None for b in b_list))
+    _check_rows([(xa, "x")] + [(t, f"ys[{k}]") for k, t in enumerate(ya_list)], unbiased)
+    spec = spec_fn([xa, *ya_list])
+    ua = _uniform(a, xa.shape[0], xa.device)
+    kxx = _self_term(xa, ua, spec, unbiased, "x_weights", precision)
+    out = np.empty(len(ya_list), dtype=np.float64)
+    for k, (ya, b) in enumerate(zip(ya_list, b_list)):
+        ub = _uniform(b, ya.shape[0], xa.device)
+        kyy = _self_term(ya, ub, spec, unbiased, f"ys_weights[{k}]", precision)
+        out[k] = kxx + kyy - 2.0 * _cross_term(xa, ya, ua, ub, spec, False, precision)
+    return out
 
-    def self_term(z, w, name):
-        center = _center([z], spec)
-        s = float(w @ contract(z, z, w.reshape(-1, 1), spec, center, True, unbiased)[:, 0])
-        if not unbiased:
-            return s
-        norm = 1.0 - float(w @ w)
-        if norm <= 1e-12:
-            raise ValueError(f"{name}: the unbiased estimator needs positive weight on at least two samples")
-        return s / norm
 
-    kxx = self_term(xa, ua, "x_weights")
-    kyy = self_term(ya, ub, "y_weights")
-    center = _center([xa, ya], spec)
-    kxy = float(ua @ contract(xa, ya, ub.reshape(-1, 1), spec, center, same, False)[:, 0])
-    return kxx + kyy - 2.0 * kxy
+def sliced_wasserstein(x, y, theta: np.ndarray, a, b, p: float):
+    """W_p^p of the projections of x and y on each column of theta (d x L), on
+    the device: per chunk of directions one cuBLAS GEMM of the centred rows
+    (IEEE fp32 or fp64), CUB radix sorts (torch.sort with its permutation when
+    weighted, to carry the weights), and the exact 1-D distances.  Returns a
+    float64 CUDA tensor of length L."""
+    torch = _torch()
+    xa, ya, _ = cuda_pair(x, y)
+    n, m, d = xa.shape[0], ya.shape[0], xa.shape[1]
+    dtype = xa.dtype
+    device, stream = _stream(xa)
+    total = xa.sum(dim=0, dtype=torch.float64) + ya.sum(dim=0, dtype=torch.float64)
+    center = total / (n + m)
+    xo, yo = centred(xa, center, dtype), centred(ya, center, dtype)
+    th = torch.as_tensor(np.ascontiguousarray(theta.T), device=xa.device).to(dtype)  # L x d
+    L = th.shape[0]
+    per_direction = (n + m) * xa.element_size() * 2 + (16 * (n + m) if (a is not None or b is not None) else 0)
+    chunk = int(max(1, min(L, SLICED_CHUNK_BYTES // per_direction)))
+    if n < (1 << 16) or m < (1 << 16):  # the segmented sort indexes with int32
+        chunk = int(max(1, min(chunk, (2**31 - 1) // max(n, m))))
+    out = torch.zeros(L, dtype=torch.float64, device=xa.device)
+    is_double = dtype == torch.float64
+
+    def sorted_rows(values, w):
+        rows, length = values.shape
+        if w is not None:
+            s, idx = torch.sort(values, dim=1)
+            cum = torch.cumsum(w[idx], dim=1)
+            return s, cum
+        s = torch.empty_like(values)
+        temp_bytes = int(_cuda.sort_rows_temp_bytes(length, rows, is_double))
+        temp = torch.empty(max(temp_bytes, 1), dtype=torch.uint8, device=values.device)
+        _cuda.sort_rows(values.data_ptr(), s.data_ptr(), length, rows, temp.data_ptr(), temp_bytes,
+                        is_double, device, stream)
+        return s, None
+
+    for l0 in range(0, L, chunk):
+        l1 = min(L, l0 + chunk)
+        t = th[l0:l1]
+        with fp32_matmul("ieee"):
+            px, py = torch.mm(t, xo.t()), torch.mm(t, yo.t())
+        sx, cx = sorted_rows(px, a)
+        del px
+        sy, cy = sorted_rows(py, b)
+        del py
+        _cuda.wasserstein_1d(sx.data_ptr(), n, 0 if cx is None else cx.data_ptr(), sy.data_ptr(), m,
+                             0 if cy is None else cy.data_ptr(), l1 - l0, float(p),
+                             out[l0:l1].data_ptr(), is_double, device, stream)
+    return out

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import _C
-from ._backend import device_of, require_cpu
+from ._backend import check_precision, device_of
 from ._validation import (
     as_matrix,
     as_positive_int,
@@ -275,6 +275,7 @@ def mmd2(
     block_size: int = 256,
     n_features: int = 512,
     seed: Any = 0,
+    precision: str = "highest",
 ) -> Any:
     r"""Squared maximum mean discrepancy between the samples x and y.
 
@@ -351,6 +352,9 @@ def mmd2(
         Frequencies per bandwidth for ``estimator="rff"``.
     seed : int, default 0
         Seed of the row order (block, linear) and of the frequencies (rff).
+    precision : {"highest", "tf32", "bf16"}, default "highest"
+        Precision of the inner products; "tf32" and "bf16" (tensor cores,
+        CUDA tensors only) are described in :func:`simgap.kernel_contract`.
 
     Returns
     -------
@@ -369,7 +373,9 @@ def mmd2(
     True
     >>> value, se = simgap.mmd2(x, y, estimator="block", block_size=50, return_stderr=True)
     """
-    if device_of(x=x, y=y, x_weights=x_weights, y_weights=y_weights) != "cpu":
+    device = device_of(x=x, y=y, x_weights=x_weights, y_weights=y_weights)
+    precision = check_precision(precision, device)
+    if device != "cpu":
         if per_bandwidth or return_stderr:
             raise NotImplementedError(
                 "per_bandwidth and return_stderr have no CUDA implementation yet; pass CPU arrays (tensor.cpu())"
@@ -383,7 +389,7 @@ def mmd2(
         if estimator is not None and not isinstance(estimator, str):
             raise ValueError(f"estimator must be one of {_ESTIMATORS} (or None); got {estimator!r}")
         return _cuda_ops.mmd2(x, y, x_weights, y_weights, spec_fn,
-                              None if estimator is None else estimator.lower())
+                              None if estimator is None else estimator.lower(), precision)
     xa, ya = as_matrix(x, "x"), as_matrix(y, "y")
     check_same_features(xa, ya)
     a = as_weights(x_weights, xa.shape[0], "x_weights")
@@ -459,6 +465,7 @@ def mmd2_batch(
     gamma: float | None = None,
     coef0: float = 1.0,
     degree: int = 3,
+    precision: str = "highest",
 ) -> np.ndarray:
     """MMD^2 between x and each sample in ys, computing the x-x term once.
 
@@ -472,10 +479,14 @@ def mmd2_batch(
     ys : sequence of array_like, each of shape (m_k, d)
     ys_weights : sequence of (array_like or None), optional
         One weight vector (or None) per set in ys.
+    precision : {"highest", "tf32", "bf16"}, default "highest"
+        See :func:`simgap.kernel_contract` ("tf32", "bf16": CUDA tensors only).
 
     Returns
     -------
     ndarray of float64, shape (len(ys),)
+        Also for CUDA tensors (x, every set and weights on one device), which
+        are computed on the GPU.
 
     Examples
     --------
@@ -498,7 +509,22 @@ def mmd2_batch(
         raise ValueError(f"ys_weights has {len(ys_weights)} entries but ys has {len(ys)}")
     devs = {"x": x, "x_weights": x_weights}
     devs.update({f"ys[{k}]": v for k, v in enumerate(ys)})
-    require_cpu("mmd2_batch", device_of(**devs))
+    if ys_weights is not None:
+        devs.update({f"ys_weights[{k}]": v for k, v in enumerate(ys_weights)})
+    device = device_of(**devs)
+    precision = check_precision(precision, device)
+    if device != "cpu":
+        from . import _cuda_ops
+
+        if estimator is not None:
+            _check_estimator(estimator, False, ("unbiased", "exact", "biased"))
+
+        def spec_fn(arrays):
+            return resolve_kernel(kernel, bandwidth, gamma, coef0, degree, arrays,
+                                  median_fn=_cuda_ops.median_bandwidth)
+
+        return _cuda_ops.mmd2_batch(x, list(ys), x_weights, ys_weights, spec_fn,
+                                    None if estimator is None else estimator.lower(), precision)
     xa = as_matrix(x, "x")
     ya_list = []
     for k, y in enumerate(ys):
@@ -579,6 +605,7 @@ def mmd_test(
     coef0: float = 1.0,
     degree: int = 3,
     seed: Any = 0,
+    precision: str = "highest",
 ) -> MMDTestResult:
     r"""Permutation two-sample test with the MMD^2 statistic, in one pass.
 
@@ -605,6 +632,12 @@ def mmd_test(
     estimator : {"unbiased", "biased"}, default "unbiased"
     seed : int, default 0
         Seed of the relabellings (``numpy.random.default_rng``).
+    precision : {"highest", "tf32", "bf16"}, default "highest"
+        See :func:`simgap.kernel_contract` ("tf32", "bf16": CUDA tensors only).
+
+    CUDA tensors (x and y on one device) run the contraction on the GPU with
+    the same relabellings as the CPU for the same seed: only the 0/1 labels
+    are sent to the device and only the statistics come back.
 
     Returns
     -------
@@ -619,33 +652,51 @@ def mmd_test(
     >>> simgap.mmd_test(x, y, n_permutations=200).p_value < 0.05
     True
     """
-    require_cpu("mmd_test", device_of(x=x, y=y))
-    xa, ya = as_matrix(x, "x"), as_matrix(y, "y")
-    check_same_features(xa, ya)
+    device = device_of(x=x, y=y)
+    precision = check_precision(precision, device)
     n_permutations = as_positive_int(n_permutations, "n_permutations")
     est = _check_estimator(estimator, False, ("unbiased", "exact", "biased"))
     unbiased = est == "unbiased"
+    if device == "cpu":
+        xa, ya = as_matrix(x, "x"), as_matrix(y, "y")
+        check_same_features(xa, ya)
+        dtype = common_dtype(xa, ya)
+        z = np.concatenate([cast(xa, dtype), cast(ya, dtype)], axis=0)
+        spec = resolve_kernel(kernel, bandwidth, gamma, coef0, degree, [z])
+        center = z.mean(axis=0, dtype=np.float64) if spec.uses_distance else None
+
+        def contract(W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            out = np.zeros((z.shape[0], W.shape[1]))
+            _C.kernel_contract(z, z, np.ascontiguousarray(W, dtype=z.dtype), out, *spec.args(), center,
+                               True, unbiased)
+            return out, W
+    else:
+        import torch
+
+        from . import _cuda_ops
+
+        xa, ya, _ = _cuda_ops.cuda_pair(x, y)
+        z = torch.cat([xa, ya], dim=0)
+        spec = resolve_kernel(kernel, bandwidth, gamma, coef0, degree, [z],
+                              median_fn=_cuda_ops.median_bandwidth)
+        center = z.mean(dim=0, dtype=torch.float64) if spec.uses_distance else None
+
+        def contract(W: np.ndarray):
+            # Only the 0/1 labels travel to the device; the contraction's
+            # (N x q) output is reduced there and only q values come back.
+            Wd = torch.as_tensor(W, device=z.device)
+            return _cuda_ops.contract(z, z, Wd, spec, center, True, unbiased, precision), Wd
+
     n, m = xa.shape[0], ya.shape[0]
     if unbiased and min(n, m) < 2:
         raise ValueError("x, y: the unbiased estimator needs at least 2 rows in each sample")
-    dtype = common_dtype(xa, ya)
-    z = np.concatenate([cast(xa, dtype), cast(ya, dtype)], axis=0)
     N = n + m
-    spec = resolve_kernel(kernel, bandwidth, gamma, coef0, degree, [z])
-    center = z.mean(axis=0, dtype=np.float64) if spec.uses_distance else None
     rng = np.random.default_rng(seed)
 
     if unbiased:
         dxx, dyy, dxy = n * (n - 1.0), m * (m - 1.0), n * float(m)
     else:
         dxx, dyy, dxy = n * float(n), m * float(m), n * float(m)
-
-    def statistics(labels: np.ndarray, C: np.ndarray, s: np.ndarray, total: float) -> np.ndarray:
-        sxx = np.einsum("ij,ij->j", labels, C)
-        as_ = labels.T @ s
-        sxy = as_ - sxx
-        syy = total - 2.0 * as_ + sxx
-        return sxx / dxx + syy / dyy - 2.0 * sxy / dxy
 
     n_cols = n_permutations + 1  # the observed labelling first
     per_col = N * (8 + z.itemsize)
@@ -664,14 +715,17 @@ def mmd_test(
             else:
                 labels[rng.permutation(N)[:n], c] = 1.0
         W = labels if not first else np.concatenate([np.ones((N, 1)), labels], axis=1)
-        out = np.zeros((N, W.shape[1]))
-        _C.kernel_contract(z, z, np.ascontiguousarray(W, dtype=dtype), out, *spec.args(), center,
-                           True, unbiased)
+        out, W = contract(W)  # numpy arrays, or CUDA tensors for CUDA inputs
+        labels = W[:, 1:] if first else W
         if first:
-            s = out[:, 0].copy()
+            s = out[:, 0] * 1.0  # a copy, in either library
             total = float(s.sum())
             out = out[:, 1:]
-        values[done : done + q] = statistics(labels, out, s, total)
+        # With a = labels[:, c]: S_xx = a' C, S_xy = a' s - S_xx, S_yy = T - 2 a' s + S_xx.
+        sxx = (np if device == "cpu" else torch).einsum("ij,ij->j", labels, out)
+        as_ = labels.T @ s
+        stats = sxx / dxx + (total - 2.0 * as_ + sxx) / dyy - 2.0 * (as_ - sxx) / dxy
+        values[done : done + q] = stats if device == "cpu" else stats.cpu().numpy()
         done += q
     observed = float(values[0])
     null = values[1:]

@@ -1,0 +1,300 @@
+"""The CUDA path's Python orchestration, run on the CPU with a stand-in for
+``simgap._cuda``.
+
+The stand-in implements every launcher of the CUDA module with the same
+arguments and the documented semantics, in float64 NumPy on the host memory
+behind CPU tensors' ``data_ptr()``.  What this checks is everything around
+the kernels: the tiling of the GEMM route (offsets, ragged last tiles,
+symmetric upper tiles of the self terms, the global diagonal), the routing
+rule, the tensor-core roundings, mmd2_batch, the CUDA branch of mmd_test
+(relabellings, batches, statistics on the device) and the chunking of sliced
+Wasserstein.  The kernels themselves are checked on a GPU by test_cuda.py.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import types
+
+import numpy as np
+import pytest
+
+import _reference as ref_impl
+from simgap import _C, _cuda_ops
+from simgap.kernels import resolve_kernel
+
+torch = pytest.importorskip("torch")
+
+KERNELS = ["gaussian", "laplacian", "imq", "polynomial", "linear", "energy"]
+_NAMES = {code: name for name, code in _C.kernel_types.items()}
+
+
+def _view(ptr, shape, is_double):
+    ctype = ctypes.c_double if is_double else ctypes.c_float
+    count = int(np.prod(shape))
+    return np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(ctype)), shape=(count,)).reshape(shape)
+
+
+def _k(name, scales, gamma, coef0, degree, d2, g):
+    d2 = np.maximum(d2, 0.0)
+    if name == "gaussian":
+        return sum(np.exp(-d2 * s) for s in scales)
+    if name == "laplacian":
+        return np.exp(-np.sqrt(d2) * scales[0])
+    if name == "imq":
+        return 1.0 / np.sqrt(1.0 + d2 * scales[0])
+    if name == "polynomial":
+        return (gamma * g + coef0) ** degree
+    if name == "linear":
+        return g
+    return -np.sqrt(d2)
+
+
+def _tile_values(gram, ld, rows, cols, row0, col0, xn, yn, d, is_double, kernel, scales, gamma, coef0,
+                 degree, same, exclude):
+    G = _view(gram, (rows, ld), is_double)[:, :cols].astype(np.float64)
+    Xn = _view(xn, (row0 + rows,), True)[row0:]
+    Yn = _view(yn, (col0 + cols,), True)[col0:]
+    K = _k(_NAMES[kernel], scales, gamma, coef0, degree, Xn[:, None] + Yn[None, :] - 2 * G, G)
+    if same:
+        i = np.arange(row0, row0 + rows)[:, None]
+        j = np.arange(col0, col0 + cols)[None, :]
+        diag = i == j
+        if exclude:
+            K[diag] = 0.0
+        elif _NAMES[kernel] not in ("polynomial", "linear"):
+            K[diag] = _k(_NAMES[kernel], scales, gamma, coef0, degree, np.zeros(1), np.zeros(1))[0]
+    return K
+
+
+def _fused_values(x, n, y, m, d, xn, yn, center, is_double, kernel, scales, gamma, coef0, degree, same):
+    X = _view(x, (n, d), is_double).astype(np.float64)
+    Y = _view(y, (m, d), is_double).astype(np.float64)
+    if center:
+        c = _view(center, (d,), True)
+        X, Y = X - c, Y - c
+    Xn, Yn = _view(xn, (n,), True), _view(yn, (m,), True)
+    Xn[:] = (X**2).sum(1)
+    Yn[:] = (Y**2).sum(1)
+    G = X @ Y.T
+    K = _k(_NAMES[kernel], scales, gamma, coef0, degree, Xn[:, None] + Yn[None, :] - 2 * G, G)
+    if same and _NAMES[kernel] not in ("polynomial", "linear"):
+        np.fill_diagonal(K, _k(_NAMES[kernel], scales, gamma, coef0, degree, np.zeros(1), np.zeros(1))[0])
+    return K
+
+
+def _make_fake():
+    fake = types.SimpleNamespace(gram_contract_max_columns=8, calls=[])
+
+    def row_norms(x, n, d, out, is_double, device, stream):
+        fake.calls.append("row_norms")
+        _view(out, (n,), True)[:] = (_view(x, (n, d), is_double).astype(np.float64) ** 2).sum(1)
+
+    def gram_contract(gram, ld, rows, cols, row0, col0, xn, yn, x, y, d, w, q, out, is_double, kernel, scales,
+                      gamma, coef0, degree, same, exclude, device, stream):
+        fake.calls.append("gram_contract")
+        assert 1 <= q <= 8 and ld >= cols
+        K = _tile_values(gram, ld, rows, cols, row0, col0, xn, yn, d, is_double, kernel, scales, gamma, coef0,
+                         degree, same, exclude)
+        W = _view(w, (col0 + cols, q), is_double)[col0:].astype(np.float64)
+        _view(out, (row0 + rows, q), True)[row0:] += K @ W
+
+    def gram_kernel_values(gram, ld, rows, cols, row0, col0, xn, yn, x, y, d, out, ld_out, is_double,
+                           out_double, kernel, scales, gamma, coef0, degree, same, exclude, device, stream):
+        fake.calls.append("gram_kernel_values")
+        K = _tile_values(gram, ld, rows, cols, row0, col0, xn, yn, d, is_double, kernel, scales, gamma, coef0,
+                         degree, same, exclude)
+        _view(out, (rows, ld_out), out_double)[:, :cols] = K
+
+    def kernel_contract(x, n, y, m, d, w, q, out, xn, yn, center, is_double, kernel, scales, gamma, coef0,
+                        degree, same, exclude, device, stream):
+        fake.calls.append("kernel_contract")
+        K = _fused_values(x, n, y, m, d, xn, yn, center, is_double, kernel, scales, gamma, coef0, degree, same)
+        if exclude:
+            np.fill_diagonal(K, 0.0)
+        _view(out, (n, q), True)[:] += K @ _view(w, (m, q), is_double).astype(np.float64)
+
+    def kernel_matrix(x, n, y, m, d, out, xn, yn, center, is_double, kernel, scales, gamma, coef0, degree,
+                      same, device, stream):
+        fake.calls.append("kernel_matrix")
+        _view(out, (n, m), is_double)[:] = _fused_values(x, n, y, m, d, xn, yn, center, is_double, kernel,
+                                                         scales, gamma, coef0, degree, same)
+
+    def sort_rows_temp_bytes(length, rows, is_double):
+        return 16
+
+    def sort_rows(inp, out, length, rows, temp, temp_bytes, is_double, device, stream):
+        fake.calls.append("sort_rows")
+        _view(out, (rows, length), is_double)[:] = np.sort(_view(inp, (rows, length), is_double), axis=1)
+
+    def wasserstein_1d(u, n, cu, v, m, cv, rows, p, out, is_double, device, stream):
+        fake.calls.append("wasserstein_1d")
+        U, V = _view(u, (rows, n), is_double), _view(v, (rows, m), is_double)
+        CU = _view(cu, (rows, n), True) if cu else None
+        CV = _view(cv, (rows, m), True) if cv else None
+        O = _view(out, (rows,), True)
+        for r in range(rows):
+            a = None if CU is None else np.diff(np.concatenate([[0.0], CU[r]]))
+            b = None if CV is None else np.diff(np.concatenate([[0.0], CV[r]]))
+            O[r] += ref_impl.wasserstein_1d_pp(U[r], V[r], a, b, p)
+
+    for fn in (row_norms, gram_contract, gram_kernel_values, kernel_contract, kernel_matrix,
+               sort_rows_temp_bytes, sort_rows, wasserstein_1d):
+        setattr(fake, fn.__name__, fn)
+    return fake
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    f = _make_fake()
+    monkeypatch.setattr(_cuda_ops, "_cuda", f)
+    monkeypatch.setattr(_cuda_ops, "_stream", lambda t: (0, 0))
+    monkeypatch.setattr(_cuda_ops, "_bf16_mm_to_fp32_supported", lambda device: False)
+    monkeypatch.setattr(_cuda_ops, "GEMM_TILE", 64)  # small inputs cross several tiles
+    return f
+
+
+@pytest.fixture(params=["fused", "gemm"])
+def route(request, monkeypatch):
+    monkeypatch.setattr(_cuda_ops, "FORCE_ROUTE", request.param)
+    return request.param
+
+
+def _spec_fn(kernel, bw):
+    def spec_fn(arrays):
+        return resolve_kernel(kernel, bw, None, 1.0, 3, arrays, median_fn=_cuda_ops.median_bandwidth)
+
+    return spec_fn
+
+
+def _bw(kernel):
+    return 1.7 if kernel in ("gaussian", "laplacian", "imq") else "median"
+
+
+def _t(a):
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("estimator", ["unbiased", "biased"])
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_mmd2_tiles(fake, route, rng, kernel, estimator, dtype):
+    x = rng.normal(size=(300, 5)).astype(dtype)
+    y = (rng.normal(size=(131, 5)) + 0.4).astype(dtype)
+    got = _cuda_ops.mmd2(_t(x), _t(y), None, None, _spec_fn(kernel, _bw(kernel)), estimator)
+    ref = ref_impl.mmd2(x, y, kernel=kernel, bandwidth=1.7 if _bw(kernel) == 1.7 else None, estimator=estimator)
+    tol = 1e-4 if dtype == np.float32 else 1e-9
+    assert got == pytest.approx(ref, rel=tol, abs=tol)
+    expected = "gram_contract" if route == "gemm" else "kernel_contract"
+    assert expected in fake.calls
+
+
+def test_gemm_route_self_terms_use_upper_tiles_only(fake, monkeypatch, rng):
+    monkeypatch.setattr(_cuda_ops, "FORCE_ROUTE", "gemm")
+    x, y = rng.normal(size=(300, 4)), rng.normal(size=(70, 4))
+    _cuda_ops.mmd2(_t(x), _t(y), None, None, _spec_fn("gaussian", 1.0), None)
+    tiles = lambda k: k * (k + 1) // 2  # noqa: E731
+    # x: 5 tiles of 64 -> 15 upper tiles; y: 2 -> 3; cross: 5 x 2.
+    assert fake.calls.count("gram_contract") == tiles(5) + tiles(2) + 5 * 2
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_weighted_mmd2_tiles(fake, route, rng, weighted):
+    x, y = rng.normal(size=(200, 3)), rng.normal(size=(150, 3)) + 0.3
+    a, b = rng.random(200), rng.random(150)
+    got = _cuda_ops.mmd2(_t(x), _t(y), _t(a), _t(b), _spec_fn("gaussian", 1.5), "unbiased" if weighted else None)
+    ref = ref_impl.mmd2(x, y, bandwidth=1.5, x_weights=a, y_weights=b, estimator="unbiased" if weighted else None)
+    assert got == pytest.approx(ref, rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("q", [1, 8, 9, 20])
+@pytest.mark.parametrize("kernel", ["gaussian", "energy", "polynomial"])
+def test_kernel_contract_tiles(fake, route, rng, kernel, q):
+    x, y = rng.normal(size=(150, 6)), rng.normal(size=(131, 6)) + 0.3
+    w = rng.normal(size=(131, q))
+    spec = _spec_fn(kernel, _bw(kernel))([_t(x), _t(y)])
+    got = _cuda_ops.kernel_contract(_t(x), _t(y), _t(w), spec, False).numpy()
+    K = ref_impl.kernel_matrix(x, y, kernel=kernel, bandwidth=spec.bandwidths[0] if spec.uses_distance and
+                               kernel != "energy" else None)
+    np.testing.assert_allclose(got, K @ w, rtol=1e-9, atol=1e-9 * np.abs(K @ w).max())
+    if route == "gemm":
+        assert ("gram_kernel_values" in fake.calls) == (q > 8)
+
+
+@pytest.mark.parametrize("same", [False, True])
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_kernel_matrix_gemm_rows(fake, monkeypatch, rng, kernel, same):
+    monkeypatch.setattr(_cuda_ops, "FORCE_ROUTE", "gemm")
+    x, y = rng.normal(size=(200, 4)).astype(np.float32), rng.normal(size=(90, 4)).astype(np.float32)
+    yy = x if same else y
+    spec = _spec_fn(kernel, 1.3 if kernel in ("gaussian", "laplacian", "imq") else "median")(
+        [_t(x)] if same else [_t(x), _t(y)])
+    got = _cuda_ops.kernel_matrix(_t(x), _t(x) if same else _t(y), spec, same).numpy()
+    assert got.dtype == np.float32
+    bw = 1.3 if kernel in ("gaussian", "laplacian", "imq") else None
+    ref = ref_impl.kernel_matrix(x, None if same else y, kernel=kernel, bandwidth=bw,
+                                 gamma=spec.gamma)
+    assert ref.shape == (200, yy.shape[0])
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("precision,tol", [("tf32", 1e-3), ("bf16", 1e-2)])
+def test_tensor_core_roundings(fake, rng, precision, tol):
+    x = rng.normal(size=(300, 64)).astype(np.float32)
+    y = (rng.normal(size=(250, 64)) + 0.2).astype(np.float32)
+    got = _cuda_ops.mmd2(_t(x), _t(y), None, None, _spec_fn("gaussian", 8.0), None, precision)
+    ref = ref_impl.mmd2(x, y, bandwidth=8.0, estimator="unbiased")
+    assert got != ref
+    assert abs(got - ref) <= tol * abs(ref)
+
+
+def test_round_tf32_keeps_ten_mantissa_bits(rng):
+    v = torch.from_numpy(rng.normal(size=10000).astype(np.float32))
+    r = _cuda_ops.round_tf32(v.clone())
+    bits = r.view(torch.int32)
+    assert int((bits & 0x1FFF).abs().sum()) == 0
+    rel = ((r - v).abs() / v.abs()).max()
+    assert float(rel) <= 2.0**-11 * 1.0001
+    # round to nearest: never further than half a tf32 step
+    assert float(((r.double() - v.double()).abs() / v.double().abs()).mean()) < 2.0**-12
+
+
+def test_mmd2_batch_tiles(fake, route, rng):
+    x = rng.normal(size=(120, 4))
+    ys = [rng.normal(size=(m, 4)) + s for m, s in ((90, 0.0), (7, 0.5), (70, 1.0))]
+    got = _cuda_ops.mmd2_batch(_t(x), [_t(y) for y in ys], None, None, _spec_fn("gaussian", 2.0), None)
+    ref = [ref_impl.mmd2(x, y, bandwidth=2.0, estimator="unbiased") for y in ys]
+    np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("estimator", ["unbiased", "biased"])
+def test_mmd_test_cuda_branch_equals_cpu(fake, route, monkeypatch, rng, estimator):
+    import simgap
+    import simgap.mmd as mmd_mod
+
+    x, y = rng.normal(size=(70, 3)), rng.normal(size=(61, 3)) + 0.3
+    cpu = simgap.mmd_test(x, y, 150, estimator=estimator, seed=5)
+    monkeypatch.setattr(mmd_mod, "device_of", lambda **kw: "cuda:0")
+    monkeypatch.setattr(mmd_mod, "_TEST_MEMORY_BYTES", 131 * 16 * 40)  # batches of 40 relabellings
+    got = simgap.mmd_test(_t(x), _t(y), 150, estimator=estimator, seed=5)
+    assert got.statistic == pytest.approx(cpu.statistic, rel=1e-9)
+    np.testing.assert_allclose(got.null_distribution, cpu.null_distribution, rtol=1e-9, atol=1e-12)
+    assert got.p_value == cpu.p_value
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("n,m", [(1, 1), (97, 97), (130, 61)])
+def test_sliced_wasserstein_chunks(fake, monkeypatch, rng, n, m, weighted):
+    monkeypatch.setattr(_cuda_ops, "SLICED_CHUNK_BYTES", 1)  # one direction per chunk
+    x, y = rng.normal(size=(n, 5)), rng.normal(size=(m, 5)) * 1.2 + 0.1
+    theta = ref_impl.random_projections(5, 13, 2)
+    a = rng.random(n) if weighted else None
+    b = rng.random(m) if weighted else None
+    wa = None if a is None else _t(a / a.sum())
+    wb = None if b is None else _t(b / b.sum())
+    per = _cuda_ops.sliced_wasserstein(_t(x), _t(y), theta, wa, wb, 2.0).numpy()
+    _, ref = ref_impl.sliced_wasserstein(x, y, projections=theta, x_weights=a, y_weights=b,
+                                         return_per_projection=True)
+    np.testing.assert_allclose(per, ref, rtol=1e-9, atol=1e-12)
+    assert fake.calls.count("wasserstein_1d") == 13
+    assert ("sort_rows" in fake.calls) == (not weighted)
