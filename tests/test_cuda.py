@@ -302,3 +302,29 @@ def test_sliced_wasserstein_cuda_chunks_directions(rng, monkeypatch):
     theta /= np.linalg.norm(theta, axis=0)
     got = simgap.sliced_wasserstein(_cuda(x), _cuda(y), projections=_cuda(theta))
     assert got == pytest.approx(simgap.sliced_wasserstein(x, y, projections=theta), rel=1e-10)
+
+
+# ---- neighbour metrics and the Frechet distance -------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k", [1, 5])
+def test_nearest_neighbors_cuda(rng, k, dtype):
+    x = rng.normal(size=(4097, 33)).astype(dtype)
+    y = rng.normal(size=(1025, 33)).astype(dtype)
+    for args in ((x,), (x, y)):
+        d_cpu, i_cpu = simgap.nearest_neighbors(*args, k=k)
+        d_gpu, i_gpu = simgap.nearest_neighbors(*(_cuda(a) for a in args), k=k)
+        assert d_gpu.is_cuda and i_gpu.dtype == torch.int64
+        np.testing.assert_array_equal(i_gpu.cpu().numpy(), i_cpu)
+        np.testing.assert_allclose(d_gpu.cpu().numpy(), d_cpu, rtol=1e-4 if dtype == np.float32 else 1e-10)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_prdc_realism_frechet_cuda(rng, dtype):
+    real = rng.normal(size=(3000, 16)).astype(dtype)
+    fake = (rng.normal(size=(2500, 16)) * 1.1 + 0.1).astype(dtype)
+    assert simgap.prdc(_cuda(real), _cuda(fake)) == pytest.approx(simgap.prdc(real, fake), abs=2e-3)
+    r_gpu = simgap.realism_score(_cuda(real), _cuda(fake)).cpu().numpy()
+    np.testing.assert_allclose(r_gpu, simgap.realism_score(real, fake), rtol=1e-4)
+    assert simgap.frechet_distance(_cuda(real), _cuda(fake)) == pytest.approx(
+        simgap.frechet_distance(real, fake), rel=1e-5)

@@ -298,3 +298,65 @@ def test_sliced_wasserstein_chunks(fake, monkeypatch, rng, n, m, weighted):
     np.testing.assert_allclose(per, ref, rtol=1e-9, atol=1e-12)
     assert fake.calls.count("wasserstein_1d") == 13
     assert ("sort_rows" in fake.calls) == (not weighted)
+
+
+# ---- metrics: the CUDA branch (torch on the device; here on CPU tensors) -------------------------
+
+@pytest.fixture
+def metrics_on_device(monkeypatch):
+    """Call it to send the metrics' inputs down the CUDA branch from then on."""
+    import simgap.metrics as metrics_mod
+
+    def activate():
+        monkeypatch.setattr(metrics_mod, "device_of", lambda **kw: "cuda:0")
+        monkeypatch.setattr(_cuda_ops, "GEMM_TILE", 64)
+
+    return activate
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [1, 5, 12])
+def test_nearest_neighbors_device_branch(metrics_on_device, rng, k, dtype):
+    import simgap
+
+    x = rng.normal(size=(300, 6)).astype(dtype)
+    y = rng.normal(size=(130, 6)).astype(dtype)
+    cpu = [simgap.nearest_neighbors(*args, k=k) for args in ((x,), (x, y))]
+    metrics_on_device()
+    for args, (d_cpu, i_cpu) in zip(((x,), (x, y)), cpu):
+        d_dev, i_dev = simgap.nearest_neighbors(*(_t(a) for a in args), k=k)
+        np.testing.assert_array_equal(i_dev.numpy(), i_cpu)
+        np.testing.assert_allclose(d_dev.numpy(), d_cpu, rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+def test_nearest_neighbors_device_ties_and_duplicates(metrics_on_device):
+    import simgap
+
+    # A grid with many equal distances and exact duplicates: ties go to the lower index.
+    g = np.array([[i, j] for i in range(12) for j in range(12)] * 2, dtype=np.float64)
+    d_cpu, i_cpu = simgap.nearest_neighbors(g, k=6)
+    metrics_on_device()
+    d_dev, i_dev = simgap.nearest_neighbors(_t(g), k=6)
+    np.testing.assert_array_equal(i_dev.numpy(), i_cpu)
+    np.testing.assert_allclose(d_dev.numpy(), d_cpu, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_prdc_realism_frechet_device_branch(metrics_on_device, rng, dtype):
+    import simgap
+
+    real = rng.normal(size=(200, 5)).astype(dtype)
+    fake = np.vstack([rng.normal(size=(150, 5)) * 1.2 + 0.2, real[:3]]).astype(dtype)  # 3 exact copies
+    cpu_p = simgap.prdc(real, fake, k=5)
+    cpu_r = simgap.realism_score(real, fake, k=3)
+    cpu_f = simgap.frechet_distance(real, fake)
+    metrics_on_device()
+    dev_p = simgap.prdc(_t(real), _t(fake), k=5)
+    dev_r = simgap.realism_score(_t(real), _t(fake), k=3).numpy()
+    dev_f = simgap.frechet_distance(_t(real), _t(fake))
+    assert dev_p == pytest.approx(cpu_p, abs=1e-12)
+    inf = np.isinf(cpu_r)
+    assert inf.any()  # a copy of a real sample whose ball is kept
+    np.testing.assert_array_equal(np.isinf(dev_r), inf)
+    np.testing.assert_allclose(dev_r[~inf], cpu_r[~inf], rtol=1e-4 if dtype == np.float32 else 1e-9)
+    assert dev_f == pytest.approx(cpu_f, rel=1e-5 if dtype == np.float32 else 1e-9)

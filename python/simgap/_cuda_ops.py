@@ -509,3 +509,124 @@ def sliced_wasserstein(x, y, theta: np.ndarray, a, b, p: float):
                              0 if cy is None else cy.data_ptr(), l1 - l0, float(p),
                              out[l0:l1].data_ptr(), is_double, device, stream)
     return out
+
+
+# ---- k nearest neighbours and ball counts (cuBLAS Gram tiles + torch top-k) ----------------
+
+# Extra candidates kept per row by the Gram-identity pass, re-ranked by exact distances.
+_KNN_SLACK = 8
+
+
+def _sq_dist_tile(xo, xn, yo, yn, i0, i1, j0, j1):
+    """Squared distances (float64, clamped at 0) of a tile from an IEEE cuBLAS Gram product."""
+    torch = _torch()
+    with fp32_matmul("ieee"):
+        g = torch.mm(xo[i0:i1], yo[j0:j1].t())
+    return (xn[i0:i1, None] + yn[None, j0:j1] - 2.0 * g.double()).clamp_(min=0.0)
+
+
+def _norms(a):
+    return (a.double() ** 2).sum(dim=1)
+
+
+def knn(x, y, k: int, center, exclude_self: bool):
+    """(distances float64 (n, k) ascending, indices int64 (n, k)) of the k nearest rows of y.
+
+    Candidates come from cuBLAS Gram tiles (a running top-(k + 8) per row with
+    torch.topk); their distances are then recomputed exactly in float64 from
+    the rows and re-ranked, ties to the lower index, as on the CPU.
+    """
+    torch = _torch()
+    same = y is None
+    y = x if same else y
+    xo = centred(x, center, x.dtype)
+    yo = xo if same else centred(y, center, y.dtype)
+    xn = _norms(xo)
+    yn = xn if same else _norms(yo)
+    n, m = x.shape[0], y.shape[0]
+    keep = min(k + _KNN_SLACK, m - (1 if exclude_self else 0))
+    dist = torch.empty((n, k), dtype=torch.float64, device=x.device)
+    index = torch.empty((n, k), dtype=torch.int64, device=x.device)
+    tile = GEMM_TILE
+    for i0 in range(0, n, tile):
+        i1 = min(n, i0 + tile)
+        best_d = torch.full((i1 - i0, 0), float("inf"), dtype=torch.float64, device=x.device)
+        best_i = torch.empty((i1 - i0, 0), dtype=torch.int64, device=x.device)
+        for j0 in range(0, m, tile):
+            j1 = min(m, j0 + tile)
+            d2 = _sq_dist_tile(xo, xn, yo, yn, i0, i1, j0, j1)
+            if exclude_self and j0 < i1 and i0 < j1:
+                rows = torch.arange(max(i0, j0), min(i1, j1), device=x.device)
+                d2[rows - i0, rows - j0] = float("inf")
+            vals, idx = torch.topk(d2, min(keep, j1 - j0), dim=1, largest=False)
+            best_d = torch.cat([best_d, vals], dim=1)
+            best_i = torch.cat([best_i, idx + j0], dim=1)
+            if best_d.shape[1] > keep:
+                best_d, pos = torch.topk(best_d, keep, dim=1, largest=False)
+                best_i = torch.gather(best_i, 1, pos)
+        # Exact float64 distances of the candidates, then (distance, index) order.
+        diff = x[i0:i1, None, :].double() - y[best_i].double()
+        exact = (diff * diff).sum(dim=2).sqrt()
+        exact = torch.where(torch.isinf(best_d), float("inf"), exact)  # masked self-pairs stay out
+        order = torch.argsort(best_i, dim=1)
+        exact, cand = torch.gather(exact, 1, order), torch.gather(best_i, 1, order)
+        order = torch.argsort(exact, dim=1, stable=True)
+        dist[i0:i1] = torch.gather(exact, 1, order)[:, :k]
+        index[i0:i1] = torch.gather(cand, 1, order)[:, :k]
+    return dist, index
+
+
+def radius_stats(queries, refs, radii, center):
+    """count[q] = #{j : ||q - r_j|| < radii[j]} and max_ratio[q] = max_j radii[j]^2 / ||q - r_j||^2
+    (inf at distance 0 with a positive radius; negative radii are ignored), as
+    the CPU kernel.  Distances come from cuBLAS Gram tiles; the pairs where
+    that identity loses digits (squared distance below 1/32 of the centred
+    ||q||^2 + ||r||^2) or could fall on the wrong side of a ball's boundary
+    (within the Gram product's rounding of radii[j]^2) are recomputed exactly
+    in float64 from the rows and compared as distances, so a point exactly on
+    a boundary is outside it, as the strict definition says."""
+    torch = _torch()
+    qo, ro = centred(queries, center, queries.dtype), centred(refs, center, refs.dtype)
+    qn, rn = _norms(qo), _norms(ro)
+    n, m = queries.shape[0], refs.shape[0]
+    band = 1e-4 if queries.dtype == torch.float32 else 1e-10
+    radii2 = torch.where(radii >= 0, radii * radii, -1.0)
+    count = torch.zeros(n, dtype=torch.int64, device=queries.device)
+    ratio = torch.zeros(n, dtype=torch.float64, device=queries.device)
+    tile = GEMM_TILE
+    for j0 in range(0, m, tile):
+        j1 = min(m, j0 + tile)
+        r, r2 = radii[None, j0:j1], radii2[None, j0:j1]
+        valid = r2 >= 0
+        for i0 in range(0, n, tile):
+            i1 = min(n, i0 + tile)
+            d2 = _sq_dist_tile(qo, qn, ro, rn, i0, i1, j0, j1)
+            scale = qn[i0:i1, None] + rn[None, j0:j1]
+            inside = d2 < r2
+            flagged = ((d2 < scale / 32.0) | ((d2 - r2).abs() <= band * scale)) & valid
+            near = flagged.nonzero()
+            for s in range(0, near.shape[0], 1 << 16):
+                ii, jj = near[s:s + (1 << 16), 0], near[s:s + (1 << 16), 1]
+                diff = queries[i0 + ii].double() - refs[j0 + jj].double()
+                exact = (diff * diff).sum(dim=1)
+                d2[ii, jj] = exact
+                inside[ii, jj] = exact.sqrt() < r[0, jj]
+            count[i0:i1] += (inside & valid).sum(dim=1)
+            rat = torch.where(d2 > 0, r2 / d2.clamp(min=torch.finfo(torch.float64).tiny),
+                              torch.where(r2 > 0, float("inf"), 0.0))
+            rat = torch.where(valid, rat, 0.0)
+            ratio[i0:i1] = torch.maximum(ratio[i0:i1], rat.max(dim=1).values)
+    return count, ratio
+
+
+def mean_cov(x):
+    """Mean and sample covariance (ddof = 1) in float64 on the device, in row chunks."""
+    torch = _torch()
+    n, d = x.shape
+    mu = x.sum(dim=0, dtype=torch.float64) / n
+    cov = torch.zeros((d, d), dtype=torch.float64, device=x.device)
+    step = max(1, (1 << 22) // d)
+    for s in range(0, n, step):
+        c = x[s:s + step].double() - mu
+        cov.addmm_(c.t(), c)
+    return mu, cov / (n - 1)

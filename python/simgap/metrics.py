@@ -1,7 +1,9 @@
 """Sample-quality metrics built on the fused k-nearest-neighbour kernels of the
 C++ core (distances tile by tile with a running top-k; no n x m matrix):
 nearest neighbours, precision / recall / density / coverage, the realism score,
-and the Frechet distance.
+and the Frechet distance.  CUDA tensors (all inputs on one device) are computed
+on the GPU from cuBLAS Gram tiles (``_cuda_ops.knn`` / ``radius_stats``), with
+the same definitions.
 """
 
 from __future__ import annotations
@@ -11,21 +13,54 @@ from typing import Any
 import numpy as np
 
 from . import _C
-from ._backend import device_of, require_cpu
+from ._backend import device_of
 from ._validation import as_matrix, as_positive_int, cast, check_same_features, common_dtype, pooled_mean
 
 __all__ = ["frechet_distance", "nearest_neighbors", "prdc", "realism_score"]
 
 
-def _pair(x: Any, y: Any, xname: str, yname: str) -> tuple[np.ndarray, np.ndarray]:
+def _pair(x: Any, y: Any, xname: str, yname: str):
+    """Checked x, y of one dtype: NumPy arrays, or CUDA tensors when the inputs are."""
+    if device_of(**{xname: x, yname: y}) != "cpu":
+        from . import _cuda_ops
+
+        xa = _cuda_ops.as_cuda_matrix(x, xname)
+        ya = _cuda_ops.as_cuda_matrix(y, yname)
+        if xa.shape[1] != ya.shape[1]:
+            raise ValueError(f"{xname} has {xa.shape[1]} columns but {yname} has {ya.shape[1]}; "
+                             "both must have the same number of features")
+        if xa.dtype != ya.dtype:  # float32 with float64: float64, as on the CPU
+            xa, ya = xa.double(), ya.double()
+        return xa, ya
     xa, ya = as_matrix(x, xname), as_matrix(y, yname)
     check_same_features(xa, ya, xname, yname)
     dtype = common_dtype(xa, ya)
     return cast(xa, dtype), cast(ya, dtype)
 
 
-def _knn(x: np.ndarray, y: np.ndarray | None, k: int, center: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _on_cpu(a) -> bool:
+    return isinstance(a, np.ndarray)
+
+
+def _mean_of(arrays):
+    if _on_cpu(arrays[0]):
+        return pooled_mean(arrays)
+    total = sum(a.sum(dim=0, dtype=_torch_float64()) for a in arrays)
+    return total / sum(a.shape[0] for a in arrays)
+
+
+def _torch_float64():
+    import torch
+
+    return torch.float64
+
+
+def _knn(x, y, k: int, center):
     same = y is None
+    if not _on_cpu(x):
+        from . import _cuda_ops
+
+        return _cuda_ops.knn(x, y, k, center, same)
     ref = x if same else y
     dist = np.empty((x.shape[0], k))
     idx = np.empty((x.shape[0], k), dtype=np.int64)
@@ -33,7 +68,11 @@ def _knn(x: np.ndarray, y: np.ndarray | None, k: int, center: np.ndarray) -> tup
     return dist, idx
 
 
-def _radius_stats(queries: np.ndarray, refs: np.ndarray, radii: np.ndarray, center: np.ndarray):
+def _radius_stats(queries, refs, radii, center):
+    if not _on_cpu(queries):
+        from . import _cuda_ops
+
+        return _cuda_ops.radius_stats(queries, refs, radii, center)
     r2 = np.where(radii >= 0, radii * radii, -1.0)
     count = np.empty(queries.shape[0], dtype=np.int64)
     ratio = np.empty(queries.shape[0])
@@ -57,7 +96,9 @@ def nearest_neighbors(x: Any, y: Any = None, *, k: int = 1) -> tuple[np.ndarray,
     -------
     distances : ndarray of float64, shape (n, k), ascending
     indices : ndarray of int64, shape (n, k)
-        Row indices into y (or x); ties keep the lower index.
+        Row indices into y (or x); ties keep the lower index.  CUDA tensors
+        for CUDA inputs: candidates from cuBLAS Gram tiles (a running top-k+8
+        per row), distances recomputed exactly in float64 and re-ranked.
 
     Examples
     --------
@@ -67,17 +108,16 @@ def nearest_neighbors(x: Any, y: Any = None, *, k: int = 1) -> tuple[np.ndarray,
     >>> d[:, 0].tolist(), i[:, 0].tolist()
     ([1.0, 1.0, 2.0], [1, 0, 1])
     """
-    require_cpu("nearest_neighbors", device_of(x=x, y=y))
     k = as_positive_int(k, "k")
     if y is None:
-        xa = as_matrix(x, "x")
+        xa, _ = _pair(x, x, "x", "x")
         if k > xa.shape[0] - 1:
             raise ValueError(f"k={k} needs at least {k + 1} rows in x (each row is not its own neighbour)")
-        return _knn(xa, None, k, pooled_mean([xa]))
+        return _knn(xa, None, k, _mean_of([xa]))
     xa, ya = _pair(x, y, "x", "y")
     if k > ya.shape[0]:
         raise ValueError(f"k={k} is larger than the {ya.shape[0]} rows of y")
-    return _knn(xa, ya, k, pooled_mean([xa, ya]))
+    return _knn(xa, ya, k, _mean_of([xa, ya]))
 
 
 def prdc(real: Any, fake: Any, *, k: int = 5) -> dict[str, float]:
@@ -115,23 +155,23 @@ def prdc(real: Any, fake: Any, *, k: int = 5) -> dict[str, float]:
     >>> 0.6 < m["precision"] <= 1.0 and 0.6 < m["coverage"] <= 1.0
     True
     """
-    require_cpu("prdc", device_of(real=real, fake=fake))
     k = as_positive_int(k, "k")
     ra, fa = _pair(real, fake, "real", "fake")
     for arr, name in ((ra, "real"), (fa, "fake")):
         if arr.shape[0] <= k:
             raise ValueError(f"{name} has {arr.shape[0]} rows; prdc with k={k} needs more than k")
-    center = pooled_mean([ra, fa])
+    center = _mean_of([ra, fa])
     r_real = _knn(ra, None, k, center)[0][:, k - 1]
     r_fake = _knn(fa, None, k, center)[0][:, k - 1]
     count_fake, _ = _radius_stats(fa, ra, r_real, center)
     count_real, _ = _radius_stats(ra, fa, r_fake, center)
     nearest_fake = _knn(ra, fa, 1, center)[0][:, 0]
+    n_real, n_fake = ra.shape[0], fa.shape[0]
     return {
-        "precision": float(np.mean(count_fake > 0)),
-        "recall": float(np.mean(count_real > 0)),
-        "density": float(count_fake.sum() / (k * fa.shape[0])),
-        "coverage": float(np.mean(nearest_fake < r_real)),
+        "precision": float((count_fake > 0).sum()) / n_fake,
+        "recall": float((count_real > 0).sum()) / n_real,
+        "density": float(count_fake.sum()) / (k * n_fake),
+        "coverage": float((nearest_fake < r_real).sum()) / n_real,
     }
 
 
@@ -153,7 +193,8 @@ def realism_score(real: Any, fake: Any, *, k: int = 3) -> np.ndarray:
     Returns
     -------
     ndarray of float64, shape (M,)
-        ``inf`` for a fake sample that coincides with a real one.
+        ``inf`` for a fake sample that coincides with a real one (a CUDA
+        tensor for CUDA inputs).
 
     Examples
     --------
@@ -164,16 +205,18 @@ def realism_score(real: Any, fake: Any, *, k: int = 3) -> np.ndarray:
     >>> bool(np.median(scores[:5]) > 1 > scores[5:].max())
     True
     """
-    require_cpu("realism_score", device_of(real=real, fake=fake))
     k = as_positive_int(k, "k")
     ra, fa = _pair(real, fake, "real", "fake")
     if ra.shape[0] <= k:
         raise ValueError(f"real has {ra.shape[0]} rows; the realism score with k={k} needs more than k")
-    center = pooled_mean([ra, fa])
+    center = _mean_of([ra, fa])
     radii = _knn(ra, None, k, center)[0][:, k - 1]
-    kept = np.where(radii <= np.median(radii), radii, -1.0)
-    _, ratio2 = _radius_stats(fa, ra, kept, center)
-    return np.sqrt(ratio2)
+    if _on_cpu(radii):
+        kept = np.where(radii <= np.median(radii), radii, -1.0)
+        return np.sqrt(_radius_stats(fa, ra, kept, center)[1])
+    # numpy's median (the mean of the two middle values), on the device
+    kept = radii.where(radii <= radii.quantile(0.5), -1.0)
+    return _radius_stats(fa, ra, kept, center)[1].sqrt()
 
 
 def _mean_cov(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -209,6 +252,8 @@ def frechet_distance(x: Any, y: Any) -> float:
     Returns
     -------
     float
+        For CUDA tensors the means and covariances are computed on the GPU
+        (float64) and the two d x d eigendecompositions on the host.
 
     Examples
     --------
@@ -218,13 +263,18 @@ def frechet_distance(x: Any, y: Any) -> float:
     >>> round(simgap.frechet_distance(x, x + 1.0), 2)
     4.0
     """
-    require_cpu("frechet_distance", device_of(x=x, y=y))
     xa, ya = _pair(x, y, "x", "y")
     for arr, name in ((xa, "x"), (ya, "y")):
         if arr.shape[0] < 2:
             raise ValueError(f"{name} has {arr.shape[0]} row; the Frechet distance needs at least 2")
-    mx, cx = _mean_cov(xa)
-    my, cy = _mean_cov(ya)
+    if not _on_cpu(xa):
+        from . import _cuda_ops
+
+        # Moments on the device (O(d^2) memory); the d x d eigenproblems below on the host.
+        (mx, cx), (my, cy) = (tuple(t.cpu().numpy() for t in _cuda_ops.mean_cov(a)) for a in (xa, ya))
+    else:
+        mx, cx = _mean_cov(xa)
+        my, cy = _mean_cov(ya)
     w, v = np.linalg.eigh(cx)
     root = (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
     inner = root @ cy @ root
