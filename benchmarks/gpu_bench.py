@@ -40,7 +40,6 @@ import statistics
 import sys
 import time
 
-import numpy as np
 import torch
 
 import simgap
@@ -237,7 +236,7 @@ def bench(sizes, dims, repeats, rows):
                   f"tf32 {fmt(t_tf32)} s  bf16 {fmt(t_bf16)} s  naive {fmt(t_naive)} s  "
                   f"SGEMM floor {fmt(t_floor)} s  simgap/floor {ratio(t_ours, t_floor)}  "
                   f"naive/simgap {ratio(t_naive, t_ours)}", flush=True)
-            del x, y
+            x = y = None  # free the device memory before the next size
             torch.cuda.empty_cache()
 
     for n in sizes:
@@ -254,7 +253,7 @@ def bench(sizes, dims, repeats, rows):
             rows.append(("sliced 256 proj fp32", n, d, "cub", t_ours, None, None, None, t_naive, t_floor, None))
             print(f"sliced n=m={n:>8} d={d:>4}  simgap {fmt(t_ours)} s  naive {fmt(t_naive)} s  "
                   f"SGEMM(projection) {fmt(t_floor)} s  naive/simgap {ratio(t_naive, t_ours)}", flush=True)
-            del x, y
+            x = y = None  # free the device memory before the next size
             torch.cuda.empty_cache()
 
 

@@ -468,7 +468,7 @@ def sliced_wasserstein(x, y, theta: np.ndarray, a, b, p: float):
     float64 CUDA tensor of length L."""
     torch = _torch()
     xa, ya, _ = cuda_pair(x, y)
-    n, m, d = xa.shape[0], ya.shape[0], xa.shape[1]
+    n, m = xa.shape[0], ya.shape[0]
     dtype = xa.dtype
     device, stream = _stream(xa)
     total = xa.sum(dim=0, dtype=torch.float64) + ya.sum(dim=0, dtype=torch.float64)
