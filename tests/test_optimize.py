@@ -48,6 +48,44 @@ def test_strategies_close_the_gap(strategy, capsys):
     assert capsys.readouterr().err == ""  # optuna's INFO logging is silenced
 
 
+GP_SPACE = {"shift": (-2.0, 2.0), "kind": ["a", "b"]}  # GP asks cost ~0.1-0.5 s each; keep these tests small
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_gp_strategy_models_the_objective(seed):
+    """strategy="gp": once 10 uniform start-up trials are complete, the GP's proposals
+    concentrate near the optimum (shift 0.7, kind "a"), much closer than the
+    start-up ones (in shift; it keeps trying both kinds while a batch is
+    pending); a batch's configurations differ (pending ones are fantasies)."""
+    pytest.importorskip("scipy")
+    opt = simgap.SimOptimizer(GP_SPACE, _real(), strategy="gp", batch_size=4, seed=seed)
+    calls = iter(range(10**6))
+    opt.optimize(lambda c: _render(c, seed=next(calls)), n_rounds=4)
+    assert opt.n_evaluated == 16 and repr(opt).startswith("SimOptimizer(strategy='gp'")
+    h = opt.history.sort_values("trial")
+    start, model = h[h["trial"] < 12], h[h["trial"] >= 12]  # 10 complete trials before the GP starts
+    far = lambda t: float(np.median(np.abs(t["shift"] - 0.7)))  # noqa: E731
+    assert far(model) < 0.5 * far(start), (far(model), far(start))
+    assert abs(opt.best_config["shift"] - 0.7) < 0.3 and opt.best_config["kind"] == "a"
+    assert len({json.dumps(c, sort_keys=True) for c in model[["shift", "kind"]].to_dict("records")}) == 4
+
+
+def test_gp_strategy_is_reproducible_and_needs_gpsampler(monkeypatch):
+    pytest.importorskip("scipy")
+    import optuna
+
+    runs = []
+    for _ in range(2):
+        opt = simgap.SimOptimizer(GP_SPACE, _real(), strategy="GP", batch_size=2, seed=5)
+        calls = iter(range(10**6))
+        opt.optimize(lambda c: _render(c, seed=next(calls)), n_rounds=6)  # the 6th round from the GP
+        runs.append(opt.history[["shift", "kind", "value"]].to_numpy())
+    np.testing.assert_array_equal(runs[0], runs[1])
+    monkeypatch.delattr(optuna.samplers, "GPSampler")
+    with pytest.raises(ImportError, match=r"strategy='gp' needs optuna >= 3.6"):
+        simgap.SimOptimizer(GP_SPACE, _real(), strategy="gp")
+
+
 def test_values_use_one_fixed_bandwidth_and_mmd2_batch():
     real = _real()
     opt = simgap.SimOptimizer(SPACE, real, batch_size=3, seed=0)
@@ -142,6 +180,8 @@ def test_bad_inputs_name_the_argument(tmp_path):
     real = _real()
     with pytest.raises(ValueError, match="strategy must be one of"):
         simgap.SimOptimizer(SPACE, real, strategy="bayes")
+    with pytest.raises(ValueError, match=r"strategy must be one of \('tpe', 'gp'"):
+        simgap.SimOptimizer(SPACE, real, strategy="gaussian-process")
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         simgap.SimOptimizer(SPACE, real, batch_size=0)
     with pytest.raises(ValueError, match="storage: the folder"):
