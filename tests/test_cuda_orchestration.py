@@ -107,12 +107,20 @@ def _make_fake():
         _view(out, (rows, ld_out), out_double)[:, :cols] = K
 
     def kernel_contract(x, n, y, m, d, w, q, out, xn, yn, center, is_double, kernel, scales, gamma, coef0,
-                        degree, same, exclude, device, stream):
+                        degree, same, exclude, device, stream, upper=0):
         fake.calls.append("kernel_contract")
         K = _fused_values(x, n, y, m, d, xn, yn, center, is_double, kernel, scales, gamma, coef0, degree, same)
         if exclude:
             np.fill_diagonal(K, 0.0)
-        _view(out, (n, q), True)[:] += K @ _view(w, (m, q), is_double).astype(np.float64)
+        W = _view(w, (m, q), is_double).astype(np.float64)
+        if not upper:
+            _view(out, (n, q), True)[:] += K @ W
+            return
+        assert same and n == m
+        t = np.arange(n) // 64  # the CUDA kernel's 64 x 64 tiles
+        on, above = t[:, None] == t[None, :], t[:, None] < t[None, :]
+        _view(out, (n, q), True)[:] += np.where(on, K, 0.0) @ W
+        _view(upper, (n, q), True)[:] += np.where(above, K, 0.0) @ W
 
     def kernel_matrix(x, n, y, m, d, out, xn, yn, center, is_double, kernel, scales, gamma, coef0, degree,
                       same, device, stream):

@@ -75,8 +75,11 @@ void kernel_contract(std::uintptr_t x, int64_t n, std::uintptr_t y, int64_t m, i
                      std::uintptr_t w, int64_t q, std::uintptr_t out, std::uintptr_t xn,
                      std::uintptr_t yn, std::uintptr_t center, bool is_double, int kernel,
                      std::vector<double> scales, double gamma, double coef0, int degree, bool same,
-                     bool exclude_diagonal, int device, std::uintptr_t stream) {
+                     bool exclude_diagonal, int device, std::uintptr_t stream,
+                     std::uintptr_t upper) {
   const simgap::KernelParams kp = simgap::make_kernel(kernel, scales, gamma, coef0, degree);
+  if (upper != 0 && (!same || n != m))
+    throw std::invalid_argument("upper: symmetric sums need x to be y");
   if (n == 0 || m == 0 || q == 0) return;
   auto s = reinterpret_cast<cudaStream_t>(stream);
   py::gil_scoped_release release;
@@ -88,6 +91,7 @@ void kernel_contract(std::uintptr_t x, int64_t n, std::uintptr_t y, int64_t m, i
     p.weights = reinterpret_cast<const T*>(w);
     p.q = q;
     p.out = reinterpret_cast<double*>(out);
+    p.upper = reinterpret_cast<double*>(upper);
     p.exclude_diagonal = exclude_diagonal;
     check(simgap::cuda::kernel_contract<T>(p, reinterpret_cast<const double*>(xn),
                                            reinterpret_cast<const double*>(yn), s),
@@ -274,7 +278,8 @@ PYBIND11_MODULE(_cuda, m) {
         py::arg("m"), py::arg("d"), py::arg("w"), py::arg("q"), py::arg("out"), py::arg("xn"),
         py::arg("yn"), py::arg("center"), py::arg("is_double"), py::arg("kernel"),
         py::arg("scales"), py::arg("gamma"), py::arg("coef0"), py::arg("degree"),
-        py::arg("same"), py::arg("exclude_diagonal"), py::arg("device"), py::arg("stream"));
+        py::arg("same"), py::arg("exclude_diagonal"), py::arg("device"), py::arg("stream"),
+        py::arg("upper") = 0);
   m.def("kernel_matrix", &kernel_matrix, py::arg("x"), py::arg("n"), py::arg("y"), py::arg("m"),
         py::arg("d"), py::arg("out"), py::arg("xn"), py::arg("yn"), py::arg("center"),
         py::arg("is_double"), py::arg("kernel"), py::arg("scales"), py::arg("gamma"),

@@ -38,6 +38,9 @@ __global__ void __launch_bounds__(256) contract_kernel(ContractParams<T> p,
   const int64_t i0 = int64_t(blockIdx.x) * tile::kTile;
   const int64_t ytiles = (m + tile::kTile - 1) / tile::kTile;
   for (int64_t jt = blockIdx.y; jt < ytiles; jt += gridDim.y) {
+    // Symmetric sums: the whole block skips the tiles below the diagonal.
+    if (p.upper != nullptr && jt < int64_t(blockIdx.x)) continue;
+    double* target = (p.upper != nullptr && jt > int64_t(blockIdx.x)) ? p.upper : p.out;
     const int64_t j0 = jt * tile::kTile;
     T acc[tile::kReg][tile::kReg];
     tile::gram(p.x.ptr, n, p.y.ptr, m, d, p.center, i0, j0, sh, acc);
@@ -62,7 +65,7 @@ __global__ void __launch_bounds__(256) contract_kernel(ContractParams<T> p,
 #pragma unroll
         for (int i = 0; i < tile::kReg; ++i) {
           const int64_t gi = i0 + threadIdx.y * tile::kReg + i;
-          if (gi < n) atomicAdd(p.out + gi * q + c, double(part[i]));
+          if (gi < n) atomicAdd(target + gi * q + c, double(part[i]));
         }
       }
     }

@@ -116,29 +116,33 @@ def _common(x, y, spec, center):
     return xn, yn, c
 
 
-def contract(x, y, w, spec, center, same: bool, exclude: bool, precision: str = "highest"):
-    """out (n x q, float64) = K(x, y) @ w on the device (w: (m, q))."""
+def contract(x, y, w, spec, center, same: bool, exclude: bool, precision: str = "highest",
+             symmetric: bool = False):
+    """out (n x q, float64) = K(x, y) @ w on the device (w: (m, q)).
+
+    With ``symmetric`` (x is y, and the caller only needs w' K w) only the
+    tiles on and above the diagonal are evaluated and the result is a pair
+    (out, upper) with w' K w = w' out + 2 w' upper.
+    """
     torch = _torch()
     if use_gemm(x.shape[1], precision, w.shape[1]):
-        return gemm_contract(x, y, w, spec, center, same, exclude, precision)
+        return gemm_contract(x, y, w, spec, center, same, exclude, precision, symmetric)
     w = w.to(x.dtype).contiguous()
     out = torch.zeros((x.shape[0], w.shape[1]), dtype=torch.float64, device=x.device)
+    upper = torch.zeros_like(out) if symmetric else None
     xn, yn, c = _common(x, y, spec, center)
     device, stream = _stream(x)
     _cuda.kernel_contract(x.data_ptr(), x.shape[0], y.data_ptr(), y.shape[0], x.shape[1],
                           w.data_ptr(), w.shape[1], out.data_ptr(), xn.data_ptr(), yn.data_ptr(),
-                          c, x.dtype == torch.float64, *spec.args(), same, exclude, device, stream)
-    return out
+                          c, x.dtype == torch.float64, *spec.args(), same, exclude, device, stream,
+                          0 if upper is None else upper.data_ptr())
+    return (out, upper) if symmetric else out
 
 
 def weighted_self_sum(z, w, spec, center, exclude: bool, precision: str) -> float:
-    """w' K(z, z) w (diagonal excluded or not); the GEMM route evaluates only
-    the tiles on and above the diagonal."""
-    if use_gemm(z.shape[1], precision):
-        diag, upper = gemm_contract(z, z, w.reshape(-1, 1), spec, center, True, exclude, precision,
-                                    symmetric=True)
-        return float(w @ diag[:, 0]) + 2.0 * float(w @ upper[:, 0])
-    return float(w @ contract(z, z, w.reshape(-1, 1), spec, center, True, exclude)[:, 0])
+    """w' K(z, z) w (diagonal excluded or not), from the tiles on and above the diagonal."""
+    diag, upper = contract(z, z, w.reshape(-1, 1), spec, center, True, exclude, precision, symmetric=True)
+    return float(w @ diag[:, 0]) + 2.0 * float(w @ upper[:, 0])
 
 
 def kernel_matrix(x, y, spec, same: bool, precision: str = "highest"):

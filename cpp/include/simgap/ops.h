@@ -26,6 +26,10 @@ struct ContractParams : PairParams<T> {
   int64_t q = 1;
   double* out = nullptr;
   bool exclude_diagonal = false;   // treat k(x_i, y_i) as 0 (requires same)
+  // CUDA only, for symmetric sums w' K(x, x) w: when set (same), tiles below
+  // the diagonal are skipped and those above it accumulate here instead of
+  // in out, so that w' K w = w' out + 2 w' upper.
+  double* upper = nullptr;
 };
 
 // Returns sum_ij a_i K(x_i, y_j) b_j in float64.
