@@ -568,9 +568,14 @@ def knn(x, y, k: int, center, exclude_self: bool):
             if best_d.shape[1] > keep:
                 best_d, pos = torch.topk(best_d, keep, dim=1, largest=False)
                 best_i = torch.gather(best_i, 1, pos)
-        # Exact float64 distances of the candidates, then (distance, index) order.
-        diff = x[i0:i1, None, :].double() - y[best_i].double()
-        exact = (diff * diff).sum(dim=2).sqrt()
+        # Exact float64 distances of the candidates (in row blocks of at most
+        # 256 MB of differences), then (distance, index) order.
+        exact = torch.empty_like(best_d)
+        step = max(1, (32 << 20) // max(1, best_i.shape[1] * x.shape[1]))
+        for r0 in range(0, i1 - i0, step):
+            r1 = min(i1 - i0, r0 + step)
+            diff = x[i0 + r0:i0 + r1, None, :].double() - y[best_i[r0:r1]].double()
+            exact[r0:r1] = (diff * diff).sum(dim=2).sqrt()
         exact = torch.where(torch.isinf(best_d), float("inf"), exact)  # masked self-pairs stay out
         order = torch.argsort(best_i, dim=1)
         exact, cand = torch.gather(exact, 1, order), torch.gather(best_i, 1, order)
