@@ -328,3 +328,15 @@ def test_prdc_realism_frechet_cuda(rng, dtype):
     np.testing.assert_allclose(r_gpu, simgap.realism_score(real, fake), rtol=1e-4)
     assert simgap.frechet_distance(_cuda(real), _cuda(fake)) == pytest.approx(
         simgap.frechet_distance(real, fake), rel=1e-5)
+
+
+@pytest.mark.parametrize("d", [9, 200])
+def test_per_bandwidth_and_stderr_cuda(rng, d):
+    x = rng.normal(size=(700, d))
+    y = rng.normal(size=(513, d)) + 0.3
+    bws = [0.5 * np.sqrt(d), np.sqrt(d), 3 * np.sqrt(d)]
+    got = simgap.mmd2(_cuda(x), _cuda(y), bandwidth=bws, per_bandwidth=True)
+    np.testing.assert_allclose(got, simgap.mmd2(x, y, bandwidth=bws, per_bandwidth=True), rtol=1e-9)
+    v, se = simgap.mmd2(_cuda(x), _cuda(y), bandwidth=bws[1], return_stderr=True)
+    v_cpu, se_cpu = simgap.mmd2(x, y, bandwidth=bws[1], return_stderr=True)
+    assert v == pytest.approx(v_cpu, rel=1e-9) and se == pytest.approx(se_cpu, rel=1e-7)

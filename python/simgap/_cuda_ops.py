@@ -122,11 +122,14 @@ def contract(x, y, w, spec, center, same: bool, exclude: bool, precision: str = 
 
     With ``symmetric`` (x is y, and the caller only needs w' K w) only the
     tiles on and above the diagonal are evaluated and the result is a pair
-    (out, upper) with w' K w = w' out + 2 w' upper.
+    (out, upper) with w' K w = w' out + 2 w' upper.  A list of specs gives a
+    list of results (one pass over the Gram tiles on the GEMM route).
     """
     torch = _torch()
     if use_gemm(x.shape[1], precision, w.shape[1]):
         return gemm_contract(x, y, w, spec, center, same, exclude, precision, symmetric)
+    if isinstance(spec, list):  # the fused route: one pass per spec
+        return [contract(x, y, w, sp, center, same, exclude, precision, symmetric) for sp in spec]
     w = w.to(x.dtype).contiguous()
     out = torch.zeros((x.shape[0], w.shape[1]), dtype=torch.float64, device=x.device)
     upper = torch.zeros_like(out) if symmetric else None
@@ -139,10 +142,13 @@ def contract(x, y, w, spec, center, same: bool, exclude: bool, precision: str = 
     return (out, upper) if symmetric else out
 
 
-def weighted_self_sum(z, w, spec, center, exclude: bool, precision: str) -> float:
-    """w' K(z, z) w (diagonal excluded or not), from the tiles on and above the diagonal."""
-    diag, upper = contract(z, z, w.reshape(-1, 1), spec, center, True, exclude, precision, symmetric=True)
-    return float(w @ diag[:, 0]) + 2.0 * float(w @ upper[:, 0])
+def weighted_self_sum(z, w, spec, center, exclude: bool, precision: str):
+    """w' K(z, z) w (diagonal excluded or not), from the tiles on and above the
+    diagonal: a float, or an array of floats for a list of specs."""
+    parts = contract(z, z, w.reshape(-1, 1), spec, center, True, exclude, precision, symmetric=True)
+    values = [float(w @ diag[:, 0]) + 2.0 * float(w @ upper[:, 0])
+              for diag, upper in (parts if isinstance(spec, list) else [parts])]
+    return np.array(values) if isinstance(spec, list) else values[0]
 
 
 def kernel_matrix(x, y, spec, same: bool, precision: str = "highest"):
@@ -288,8 +294,11 @@ def gemm_contract(x, y, w, spec, center, same: bool, exclude: bool, precision: s
     With ``symmetric`` (x is y and the caller only needs w' K w) only the tiles
     on and above the diagonal are evaluated; the result is then a pair
     (out_diagonal_tiles, out_upper_tiles) with w' K w = w' out_diag + 2 w' out_upper.
+    A list of specs gives a list of results from one pass over the Gram tiles
+    (one GEMM per tile, one epilogue per spec).
     """
     torch = _torch()
+    specs = spec if isinstance(spec, list) else [spec]
     xo = Operand(x, center, precision)
     yo = xo if same else Operand(y, center, precision)
     n, m, q = x.shape[0], y.shape[0], w.shape[1]
@@ -297,25 +306,27 @@ def gemm_contract(x, y, w, spec, center, same: bool, exclude: bool, precision: s
     device, stream = _stream(x)
     small = q <= _cuda.gram_contract_max_columns
     wk = w.to(gdtype).contiguous() if small else w.to(torch.float64).contiguous()
-    out = torch.zeros((n, q), dtype=torch.float64, device=x.device)
-    upper = torch.zeros_like(out) if symmetric else None
+    outs = [torch.zeros((n, q), dtype=torch.float64, device=x.device) for _ in specs]
+    uppers = [torch.zeros_like(o) for o in outs] if symmetric else None
     tile = GEMM_TILE
     for i0 in range(0, n, tile):
         i1 = min(n, i0 + tile)
         for j0 in range(i0 if symmetric else 0, m, tile):
             j1 = min(m, j0 + tile)
-            target = upper if (symmetric and j0 > i0) else out
             g = xo.gram(yo, i0, i1, j0, j1)
             args, is_double = _tile_args(g, xo, yo, i0, j0, same)
-            if small:
-                _cuda.gram_contract(*args, wk.data_ptr(), q, target.data_ptr(), is_double,
-                                    *spec.args(), same, exclude, device, stream)
-            else:
-                k = torch.empty(g.shape, dtype=torch.float64, device=x.device)
-                _cuda.gram_kernel_values(*args, k.data_ptr(), k.shape[1], is_double, True,
-                                         *spec.args(), same, exclude, device, stream)
-                target[i0:i1].addmm_(k, wk[j0:j1])
-    return (out, upper) if symmetric else out
+            for k_spec, sp in enumerate(specs):
+                target = uppers[k_spec] if (symmetric and j0 > i0) else outs[k_spec]
+                if small:
+                    _cuda.gram_contract(*args, wk.data_ptr(), q, target.data_ptr(), is_double,
+                                        *sp.args(), same, exclude, device, stream)
+                else:
+                    k = torch.empty(g.shape, dtype=torch.float64, device=x.device)
+                    _cuda.gram_kernel_values(*args, k.data_ptr(), k.shape[1], is_double, True,
+                                             *sp.args(), same, exclude, device, stream)
+                    target[i0:i1].addmm_(k, wk[j0:j1])
+    results = list(zip(outs, uppers)) if symmetric else outs
+    return results if isinstance(spec, list) else results[0]
 
 
 def gemm_matrix(x, y, spec, center, same: bool, precision: str):
@@ -391,20 +402,28 @@ def _uniform(w, n: int, device):
     return torch.full((n,), 1.0 / n, dtype=torch.float64, device=device) if w is None else w
 
 
-def _self_term(z, w, spec, unbiased: bool, name: str, precision: str) -> float:
-    """E k(z, z') over distinct pairs (unbiased) or all pairs (biased)."""
-    s = weighted_self_sum(z, w, spec, _center([z], spec), unbiased, precision)
+def _self_term(z, w, spec, unbiased: bool, name: str, precision: str):
+    """E k(z, z') over distinct pairs (unbiased) or all pairs (biased); an array for a list of specs."""
+    s = weighted_self_sum(z, w, spec, _center([z], spec[0] if isinstance(spec, list) else spec),
+                          unbiased, precision)
     if not unbiased:
         return s
+    return s / _unbiased_norm(w, name)
+
+
+def _unbiased_norm(w, name: str) -> float:
     norm = 1.0 - float(w @ w)
     if norm <= 1e-12:
         raise ValueError(f"{name}: the unbiased estimator needs positive weight on at least two samples")
-    return s / norm
+    return norm
 
 
-def _cross_term(x, y, a, b, spec, same: bool, precision: str) -> float:
-    center = _center([x, y], spec)
-    return float(a @ contract(x, y, b.reshape(-1, 1), spec, center, same, False, precision)[:, 0])
+def _cross_term(x, y, a, b, spec, same: bool, precision: str):
+    center = _center([x, y], spec[0] if isinstance(spec, list) else spec)
+    out = contract(x, y, b.reshape(-1, 1), spec, center, same, False, precision)
+    if isinstance(spec, list):
+        return np.array([float(a @ o[:, 0]) for o in out])
+    return float(a @ out[:, 0])
 
 
 def _check_rows(arrays, unbiased: bool) -> None:
@@ -413,12 +432,43 @@ def _check_rows(arrays, unbiased: bool) -> None:
             raise ValueError(f"{name} has 1 row; the unbiased estimator needs at least 2 (use estimator='biased')")
 
 
-def mmd2(x, y, x_weights, y_weights, spec_fn, estimator: str | None, precision: str = "highest") -> float:
+def _weighted_var_of_mean(values, w) -> float:
+    """Variance of sum_i w_i values_i for independent draws (sum w = 1), as on the CPU."""
+    w2 = float(w @ w)
+    if w2 >= 1.0 - 1e-12:
+        return 0.0
+    centred = values - float(w @ values)
+    return float((w * w) @ (centred * centred)) / (1.0 - w2)
+
+
+def _exact_with_stderr(x, y, a, b, spec, unbiased: bool, precision: str) -> tuple[float, float]:
+    """The CPU's H-decomposition standard error (mmd._exact_with_stderr) from four
+    row-sum contractions on the device."""
+    center = _center([x, y], spec)
+
+    def rows(p, q, w, same, exclude):
+        return contract(p, q, w.reshape(-1, 1), spec, center, same, exclude, precision)[:, 0]
+
+    rxx, ryy = rows(x, x, a, True, unbiased), rows(y, y, b, True, unbiased)
+    rxy, ryx = rows(x, y, b, False, False), rows(y, x, a, False, False)
+    na = _unbiased_norm(a, "x_weights") if unbiased else 1.0
+    nb = _unbiased_norm(b, "y_weights") if unbiased else 1.0
+    f, g = rxx / na - rxy, ryy / nb - ryx
+    value = float(a @ rxx) / na + float(b @ ryy) / nb - 2.0 * float(a @ rxy)
+    var = 4.0 * (_weighted_var_of_mean(f, a) + _weighted_var_of_mean(g, b))
+    return value, float(np.sqrt(max(var, 0.0)))
+
+
+def mmd2(x, y, x_weights, y_weights, spec_fn, estimator: str | None, precision: str = "highest",
+         per_bandwidth: bool = False, return_stderr: bool = False):
     """Exact MMD^2 (unbiased or biased, optionally weighted) on the device.
 
     spec_fn(arrays) resolves the kernel (the median bandwidth needs the data).
     The sums go through the contraction with one column; the weighted dot
-    products are taken on the device.
+    products are taken on the device.  ``per_bandwidth`` gives one value per
+    gaussian bandwidth (one pass over the Gram tiles on the GEMM route, one
+    per bandwidth on the fused route); ``return_stderr`` adds the CPU's
+    first-order standard error (four row-sum contractions).
     """
     xa, ya, same = cuda_pair(x, y)
     a = _weights(x_weights, xa.shape[0], "x_weights", xa.device)
@@ -426,10 +476,25 @@ def mmd2(x, y, x_weights, y_weights, spec_fn, estimator: str | None, precision: 
     unbiased = _estimator(estimator, a is not None or b is not None)
     _check_rows([(xa, "x"), (ya, "y")], unbiased)
     spec = spec_fn([xa, ya])
+    if per_bandwidth and spec.name != "gaussian":
+        raise ValueError(f"per_bandwidth: only the gaussian kernel takes several bandwidths, not {spec.name}")
     ua, ub = _uniform(a, xa.shape[0], xa.device), _uniform(b, ya.shape[0], xa.device)
-    kxx = _self_term(xa, ua, spec, unbiased, "x_weights", precision)
-    kyy = _self_term(ya, ub, spec, unbiased, "y_weights", precision)
-    return kxx + kyy - 2.0 * _cross_term(xa, ya, ua, ub, spec, same, precision)
+    if return_stderr:
+        specs = [_single(spec, s) for s in spec.bandwidths] if per_bandwidth else [spec]
+        pairs = [_exact_with_stderr(xa, ya, ua, ub, sp, unbiased, precision) for sp in specs]
+        if per_bandwidth:
+            return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+        return pairs[0]
+    sp = [_single(spec, s) for s in spec.bandwidths] if per_bandwidth else spec
+    kxx = _self_term(xa, ua, sp, unbiased, "x_weights", precision)
+    kyy = _self_term(ya, ub, sp, unbiased, "y_weights", precision)
+    return kxx + kyy - 2.0 * _cross_term(xa, ya, ua, ub, sp, same, precision)
+
+
+def _single(spec, sigma: float):
+    from .kernels import KernelSpec
+
+    return KernelSpec(spec.name, (sigma,), spec.gamma, spec.coef0, spec.degree)
 
 
 def mmd2_batch(x, ys, x_weights, ys_weights, spec_fn, estimator: str | None,

@@ -361,7 +361,9 @@ def mmd2(
     float, or ndarray of shape (n_bandwidths,) with ``per_bandwidth``; with
     ``return_stderr``, a tuple (estimate, standard error).  Float32 inputs are
     multiplied in float32 and summed in float64.  CUDA tensors (x, y and the
-    weights on one device) are computed on the GPU for the exact estimators.
+    weights on one device) are computed on the GPU for the exact estimators,
+    ``per_bandwidth`` and ``return_stderr`` included; "block", "linear" and
+    "rff" raise NotImplementedError for them.
 
     Examples
     --------
@@ -376,10 +378,6 @@ def mmd2(
     device = device_of(x=x, y=y, x_weights=x_weights, y_weights=y_weights)
     precision = check_precision(precision, device)
     if device != "cpu":
-        if per_bandwidth or return_stderr:
-            raise NotImplementedError(
-                "per_bandwidth and return_stderr have no CUDA implementation yet; pass CPU arrays (tensor.cpu())"
-            )
         from . import _cuda_ops
 
         def spec_fn(arrays):
@@ -389,7 +387,8 @@ def mmd2(
         if estimator is not None and not isinstance(estimator, str):
             raise ValueError(f"estimator must be one of {_ESTIMATORS} (or None); got {estimator!r}")
         return _cuda_ops.mmd2(x, y, x_weights, y_weights, spec_fn,
-                              None if estimator is None else estimator.lower(), precision)
+                              None if estimator is None else estimator.lower(), precision,
+                              bool(per_bandwidth), bool(return_stderr))
     xa, ya = as_matrix(x, "x"), as_matrix(y, "y")
     check_same_features(xa, ya)
     a = as_weights(x_weights, xa.shape[0], "x_weights")
