@@ -93,10 +93,18 @@ def test_mixed_devices_raise(rng):
         simgap.mmd2(_cuda(x), x)
 
 
-def test_unsupported_cuda_paths_say_so(rng):
-    x = _cuda(rng.normal(size=(50, 3)))
-    with pytest.raises(NotImplementedError, match="CUDA"):
-        simgap.mmd2(x, x, estimator="block")
+@pytest.mark.parametrize("estimator", ["block", "linear", "rff"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_block_linear_rff_cuda_equal_cpu(rng, estimator, dtype):
+    # The same row orders and frequencies as on the CPU for the seed.
+    x = rng.normal(size=(2000, 17)).astype(dtype)
+    y = (rng.normal(size=(1500, 17)) + 0.2).astype(dtype)
+    kw = dict(bandwidth=4.0, estimator=estimator, return_stderr=True, seed=3, block_size=64, n_features=128)
+    v, se = simgap.mmd2(_cuda(x), _cuda(y), **kw)
+    v_cpu, se_cpu = simgap.mmd2(x, y, **kw)
+    tol = 1e-4 if dtype == np.float32 else 1e-9
+    assert v == pytest.approx(v_cpu, rel=tol, abs=tol * 1e-2)
+    assert se == pytest.approx(se_cpu, rel=max(tol, 1e-6))
 
 
 def test_runs_on_the_current_stream(rng):

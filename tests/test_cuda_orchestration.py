@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 import _reference as ref_impl
+import simgap
 from simgap import _C, _cuda_ops
 from simgap.kernels import resolve_kernel
 
@@ -146,16 +147,32 @@ def _make_fake():
             b = None if CV is None else np.diff(np.concatenate([[0.0], CV[r]]))
             O[r] += ref_impl.wasserstein_1d_pp(U[r], V[r], a, b, p)
 
-    for fn in (row_norms, gram_contract, gram_kernel_values, kernel_contract, kernel_matrix,
+    def kernel_values(d2, g, out, n, is_double, kernel, scales, gamma, coef0, degree, device, stream):
+        fake.calls.append("kernel_values")
+        _view(out, (n,), is_double)[:] = _k(_NAMES[kernel], scales, gamma, coef0, degree,
+                                            _view(d2, (n,), is_double), _view(g, (n,), is_double))
+
+    for fn in (kernel_values, row_norms, gram_contract, gram_kernel_values, kernel_contract, kernel_matrix,
                sort_rows_temp_bytes, sort_rows, wasserstein_1d):
         setattr(fake, fn.__name__, fn)
     return fake
 
 
+def _device_of_tensors(**arrays):
+    """device_of for these tests: torch tensors count as "cuda:0", anything else as "cpu"."""
+    return "cuda:0" if any(isinstance(a, torch.Tensor) for a in arrays.values()) else "cpu"
+
+
 @pytest.fixture
 def fake(monkeypatch):
+    """The stand-in CUDA module; public functions send torch tensors down their CUDA branch."""
+    import simgap.kernels
+    import simgap.mmd
+
     f = _make_fake()
     monkeypatch.setattr(_cuda_ops, "_cuda", f)
+    monkeypatch.setattr(simgap.mmd, "device_of", _device_of_tensors)
+    monkeypatch.setattr(simgap.kernels, "device_of", _device_of_tensors)
     monkeypatch.setattr(_cuda_ops, "_stream", lambda t: (0, 0))
     monkeypatch.setattr(_cuda_ops, "_bf16_mm_to_fp32_supported", lambda device: False)
     monkeypatch.setattr(_cuda_ops, "GEMM_TILE", 64)  # small inputs cross several tiles
@@ -189,7 +206,7 @@ def _t(a):
 def test_mmd2_tiles(fake, route, rng, kernel, estimator, dtype):
     x = rng.normal(size=(300, 5)).astype(dtype)
     y = (rng.normal(size=(131, 5)) + 0.4).astype(dtype)
-    got = _cuda_ops.mmd2(_t(x), _t(y), None, None, _spec_fn(kernel, _bw(kernel)), estimator)
+    got = simgap.mmd2(_t(x), _t(y), kernel=kernel, bandwidth=_bw(kernel), estimator=estimator)
     ref = ref_impl.mmd2(x, y, kernel=kernel, bandwidth=1.7 if _bw(kernel) == 1.7 else None, estimator=estimator)
     tol = 1e-4 if dtype == np.float32 else 1e-9
     assert got == pytest.approx(ref, rel=tol, abs=tol)
@@ -200,7 +217,7 @@ def test_mmd2_tiles(fake, route, rng, kernel, estimator, dtype):
 def test_gemm_route_self_terms_use_upper_tiles_only(fake, monkeypatch, rng):
     monkeypatch.setattr(_cuda_ops, "FORCE_ROUTE", "gemm")
     x, y = rng.normal(size=(300, 4)), rng.normal(size=(70, 4))
-    _cuda_ops.mmd2(_t(x), _t(y), None, None, _spec_fn("gaussian", 1.0), None)
+    simgap.mmd2(_t(x), _t(y), bandwidth=1.0)
     tiles = lambda k: k * (k + 1) // 2  # noqa: E731
     # x: 5 tiles of 64 -> 15 upper tiles; y: 2 -> 3; cross: 5 x 2.
     assert fake.calls.count("gram_contract") == tiles(5) + tiles(2) + 5 * 2
@@ -210,7 +227,8 @@ def test_gemm_route_self_terms_use_upper_tiles_only(fake, monkeypatch, rng):
 def test_weighted_mmd2_tiles(fake, route, rng, weighted):
     x, y = rng.normal(size=(200, 3)), rng.normal(size=(150, 3)) + 0.3
     a, b = rng.random(200), rng.random(150)
-    got = _cuda_ops.mmd2(_t(x), _t(y), _t(a), _t(b), _spec_fn("gaussian", 1.5), "unbiased" if weighted else None)
+    got = simgap.mmd2(_t(x), _t(y), x_weights=_t(a), y_weights=_t(b), bandwidth=1.5,
+                      estimator="unbiased" if weighted else None)
     ref = ref_impl.mmd2(x, y, bandwidth=1.5, x_weights=a, y_weights=b, estimator="unbiased" if weighted else None)
     assert got == pytest.approx(ref, rel=1e-9, abs=1e-12)
 
@@ -250,7 +268,7 @@ def test_kernel_matrix_gemm_rows(fake, monkeypatch, rng, kernel, same):
 def test_tensor_core_roundings(fake, rng, precision, tol):
     x = rng.normal(size=(300, 64)).astype(np.float32)
     y = (rng.normal(size=(250, 64)) + 0.2).astype(np.float32)
-    got = _cuda_ops.mmd2(_t(x), _t(y), None, None, _spec_fn("gaussian", 8.0), None, precision)
+    got = simgap.mmd2(_t(x), _t(y), bandwidth=8.0, precision=precision)
     ref = ref_impl.mmd2(x, y, bandwidth=8.0, estimator="unbiased")
     assert got != ref
     assert abs(got - ref) <= tol * abs(ref)
@@ -270,19 +288,17 @@ def test_round_tf32_keeps_ten_mantissa_bits(rng):
 def test_mmd2_batch_tiles(fake, route, rng):
     x = rng.normal(size=(120, 4))
     ys = [rng.normal(size=(m, 4)) + s for m, s in ((90, 0.0), (7, 0.5), (70, 1.0))]
-    got = _cuda_ops.mmd2_batch(_t(x), [_t(y) for y in ys], None, None, _spec_fn("gaussian", 2.0), None)
+    got = simgap.mmd2_batch(_t(x), [_t(y) for y in ys], bandwidth=2.0)
     ref = [ref_impl.mmd2(x, y, bandwidth=2.0, estimator="unbiased") for y in ys]
     np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("estimator", ["unbiased", "biased"])
 def test_mmd_test_cuda_branch_equals_cpu(fake, route, monkeypatch, rng, estimator):
-    import simgap
     import simgap.mmd as mmd_mod
 
     x, y = rng.normal(size=(70, 3)), rng.normal(size=(61, 3)) + 0.3
     cpu = simgap.mmd_test(x, y, 150, estimator=estimator, seed=5)
-    monkeypatch.setattr(mmd_mod, "device_of", lambda **kw: "cuda:0")
     monkeypatch.setattr(mmd_mod, "_TEST_MEMORY_BYTES", 131 * 16 * 40)  # batches of 40 relabellings
     got = simgap.mmd_test(_t(x), _t(y), 150, estimator=estimator, seed=5)
     assert got.statistic == pytest.approx(cpu.statistic, rel=1e-9)
@@ -372,16 +388,12 @@ def test_prdc_realism_frechet_device_branch(metrics_on_device, rng, dtype):
 
 @pytest.mark.parametrize("estimator", ["unbiased", "biased"])
 def test_per_bandwidth_and_stderr_device_branch(fake, route, monkeypatch, rng, estimator):
-    import simgap
-    import simgap.mmd as mmd_mod
-
     x, y = rng.normal(size=(150, 4)), rng.normal(size=(97, 4)) + 0.3
     a = rng.random(150)
     bws = [0.5, 1.0, 3.0]
     cpu_pb = simgap.mmd2(x, y, bandwidth=bws, per_bandwidth=True, estimator=estimator)
     cpu_se = simgap.mmd2(x, y, bandwidth=1.3, return_stderr=True, estimator=estimator, x_weights=a)
     cpu_both = simgap.mmd2(x, y, bandwidth=bws, per_bandwidth=True, return_stderr=True, estimator=estimator)
-    monkeypatch.setattr(mmd_mod, "device_of", lambda **kw: "cuda:0")
     gemm_calls = fake.calls.count("gram_contract")
     got_pb = simgap.mmd2(_t(x), _t(y), bandwidth=bws, per_bandwidth=True, estimator=estimator)
     if route == "gemm":  # one Gram pass for the three bandwidths: 3 epilogues per tile
@@ -395,3 +407,32 @@ def test_per_bandwidth_and_stderr_device_branch(fake, route, monkeypatch, rng, e
     np.testing.assert_allclose(got_both[1], cpu_both[1], rtol=1e-9, atol=1e-12)
     with pytest.raises(ValueError, match="per_bandwidth"):
         simgap.mmd2(_t(x), _t(y), kernel="laplacian", bandwidth=1.0, per_bandwidth=True)
+
+
+@pytest.mark.parametrize("per_bandwidth", [False, True])
+@pytest.mark.parametrize("estimator", ["block", "linear", "rff"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_block_linear_rff_device_branch(fake, rng, estimator, per_bandwidth, dtype):
+    x = rng.normal(size=(400, 6)).astype(dtype)
+    y = (rng.normal(size=(333, 6)) + 0.4).astype(dtype)
+    bw = [1.0, 2.5] if per_bandwidth else 2.0
+    kw = dict(bandwidth=bw, estimator=estimator, per_bandwidth=per_bandwidth, return_stderr=True, seed=7,
+              block_size=16, n_features=64)
+    v_cpu, se_cpu = simgap.mmd2(x, y, **kw)
+    v_gpu, se_gpu = simgap.mmd2(_t(x), _t(y), **kw)
+    tol = 1e-4 if dtype == np.float32 else 1e-9
+    np.testing.assert_allclose(v_gpu, v_cpu, rtol=tol, atol=tol * 0.01)
+    np.testing.assert_allclose(se_gpu, se_cpu, rtol=max(tol, 1e-6), atol=tol * 0.01)
+    assert simgap.mmd2(_t(x), _t(y), **dict(kw, return_stderr=False)) == pytest.approx(v_cpu, rel=tol, abs=tol)
+
+
+def test_estimator_checks_on_the_device_branch(fake, rng):
+    x, y = _t(rng.normal(size=(30, 3))), _t(rng.normal(size=(20, 3)))
+    with pytest.raises(ValueError, match="block_size"):
+        simgap.mmd2(x, y, estimator="block", block_size=25)
+    with pytest.raises(ValueError, match="does not take weights"):
+        simgap.mmd2(x, y, estimator="linear", x_weights=_t(np.ones(30)))
+    with pytest.raises(ValueError, match="spectral density"):
+        simgap.mmd2(x, y, estimator="rff", kernel="imq")
+    with pytest.raises(ValueError, match="estimator must be one of"):
+        simgap.mmd2(x, y, estimator="fast")

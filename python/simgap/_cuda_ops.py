@@ -31,8 +31,9 @@ import numpy as np
 
 from ._backend import _cuda
 
-__all__ = ["as_cuda_matrix", "kernel_contract", "kernel_matrix", "median_bandwidth", "mmd2",
-           "mmd2_batch", "sliced_wasserstein"]
+__all__ = ["as_cuda_matrix", "kernel_contract", "kernel_matrix", "knn", "mean_cov", "median_bandwidth",
+           "mmd2_batch", "mmd2_block", "mmd2_exact", "mmd2_linear", "mmd2_rff", "radius_stats",
+           "sliced_wasserstein"]
 
 # "highest": the fused route below this many features, the GEMM route from it.
 GEMM_MIN_FEATURES = 128
@@ -386,17 +387,6 @@ def _weights(w: Any, n: int, name: str, device) -> Any:
     return t / total
 
 
-def _estimator(estimator: str | None, weighted: bool) -> bool:
-    """True for the unbiased estimator; the block/linear/rff ones stay on the CPU."""
-    est = estimator or ("biased" if weighted else "unbiased")
-    est = "unbiased" if est == "exact" else est
-    if est not in ("unbiased", "biased"):
-        raise NotImplementedError(
-            f"estimator={estimator!r} has no CUDA implementation yet; pass CPU arrays (tensor.cpu())"
-        )
-    return est == "unbiased"
-
-
 def _uniform(w, n: int, device):
     torch = _torch()
     return torch.full((n,), 1.0 / n, dtype=torch.float64, device=device) if w is None else w
@@ -459,25 +449,17 @@ def _exact_with_stderr(x, y, a, b, spec, unbiased: bool, precision: str) -> tupl
     return value, float(np.sqrt(max(var, 0.0)))
 
 
-def mmd2(x, y, x_weights, y_weights, spec_fn, estimator: str | None, precision: str = "highest",
-         per_bandwidth: bool = False, return_stderr: bool = False):
-    """Exact MMD^2 (unbiased or biased, optionally weighted) on the device.
+def mmd2_exact(xa, ya, a, b, spec, unbiased: bool, same: bool, precision: str = "highest",
+               per_bandwidth: bool = False, return_stderr: bool = False):
+    """Exact MMD^2 (unbiased or biased, optionally weighted) on the device, for
+    inputs checked by mmd.mmd2 (a, b: normalised float64 weights or None).
 
-    spec_fn(arrays) resolves the kernel (the median bandwidth needs the data).
     The sums go through the contraction with one column; the weighted dot
     products are taken on the device.  ``per_bandwidth`` gives one value per
     gaussian bandwidth (one pass over the Gram tiles on the GEMM route, one
     per bandwidth on the fused route); ``return_stderr`` adds the CPU's
     first-order standard error (four row-sum contractions).
     """
-    xa, ya, same = cuda_pair(x, y)
-    a = _weights(x_weights, xa.shape[0], "x_weights", xa.device)
-    b = _weights(y_weights, ya.shape[0], "y_weights", xa.device)
-    unbiased = _estimator(estimator, a is not None or b is not None)
-    _check_rows([(xa, "x"), (ya, "y")], unbiased)
-    spec = spec_fn([xa, ya])
-    if per_bandwidth and spec.name != "gaussian":
-        raise ValueError(f"per_bandwidth: only the gaussian kernel takes several bandwidths, not {spec.name}")
     ua, ub = _uniform(a, xa.shape[0], xa.device), _uniform(b, ya.shape[0], xa.device)
     if return_stderr:
         specs = [_single(spec, s) for s in spec.bandwidths] if per_bandwidth else [spec]
@@ -488,7 +470,140 @@ def mmd2(x, y, x_weights, y_weights, spec_fn, estimator: str | None, precision: 
     sp = [_single(spec, s) for s in spec.bandwidths] if per_bandwidth else spec
     kxx = _self_term(xa, ua, sp, unbiased, "x_weights", precision)
     kyy = _self_term(ya, ub, sp, unbiased, "y_weights", precision)
-    return kxx + kyy - 2.0 * _cross_term(xa, ya, ua, ub, sp, same, precision)
+    value = kxx + kyy - 2.0 * _cross_term(xa, ya, ua, ub, sp, same, precision)
+    return value if per_bandwidth else float(value)
+
+
+# ---- the block, linear and rff estimators (same draws as on the CPU) ---------------------------
+
+def _kernel_of(d2, g, spec):
+    """k from float64 squared distances and inner products (1-D, on the device),
+    with the shared per-pair math of simgap/kernel_math.h in float64."""
+    torch = _torch()
+    d2 = d2.clamp(min=0.0).contiguous()
+    g = g.contiguous()
+    out = torch.empty_like(d2)
+    device, stream = _stream(d2)
+    _cuda.kernel_values(d2.data_ptr(), g.data_ptr(), out.data_ptr(), d2.numel(), True, *spec.args(),
+                        device, stream)
+    return out
+
+
+def _rowwise(a, b, spec):
+    """k(a_i, b_i) for paired rows, distances taken directly in float64 (as the CPU)."""
+    a, b = a.double(), b.double()
+    return _kernel_of(((a - b) ** 2).sum(dim=1), (a * b).sum(dim=1), spec)
+
+
+def mmd2_linear(x, y, spec, seed) -> tuple[float, float]:
+    """Gretton et al.'s linear-time statistic on the device, the CPU's pairs for the seed."""
+    torch = _torch()
+    n, m = x.shape[0], y.shape[0]
+    npairs = min(n, m) // 2
+    rng = np.random.default_rng(seed)
+    ix = torch.as_tensor(rng.permutation(n)[: 2 * npairs], device=x.device)
+    iy = torch.as_tensor(rng.permutation(m)[: 2 * npairs], device=x.device)
+    x1, x2, y1, y2 = x[ix[0::2]], x[ix[1::2]], y[iy[0::2]], y[iy[1::2]]
+    h = _rowwise(x1, x2, spec) + _rowwise(y1, y2, spec) - _rowwise(x1, y2, spec) - _rowwise(x2, y1, spec)
+    se = float(h.std() / np.sqrt(npairs)) if npairs > 1 else float("nan")
+    return float(h.mean()), se
+
+
+def mmd2_block(x, y, spec, block_size: int, seed) -> tuple[float, float]:
+    """The block (incomplete U-) statistic on the device, the CPU's blocks for the seed;
+    each block's kernel values from float64 centred Gram products, in chunks of blocks."""
+    torch = _torch()
+    n, m, d = x.shape[0], y.shape[0], x.shape[1]
+    nb = min(n, m) // block_size
+    rng = np.random.default_rng(seed)
+    ix = torch.as_tensor(rng.permutation(n)[: nb * block_size], device=x.device)
+    iy = torch.as_tensor(rng.permutation(m)[: nb * block_size], device=x.device)
+    center = _center([x, y], spec)
+    B = block_size
+    per_block = 3 * B * B * 8 * 3 + 2 * B * d * 8
+    chunk = max(1, min(nb, (256 << 20) // per_block))
+    out = torch.empty(nb, dtype=torch.float64, device=x.device)
+    for b0 in range(0, nb, chunk):
+        b1 = min(nb, b0 + chunk)
+        xb = x[ix[b0 * B:b1 * B]].double().reshape(b1 - b0, B, d)
+        yb = y[iy[b0 * B:b1 * B]].double().reshape(b1 - b0, B, d)
+        if center is not None:
+            xb, yb = xb - center, yb - center
+
+        def ksum(p, q, exclude):
+            g = torch.bmm(p, q.transpose(1, 2))
+            d2 = (p * p).sum(2)[:, :, None] + (q * q).sum(2)[:, None, :] - 2.0 * g
+            k = _kernel_of(d2.reshape(-1), g.reshape(-1), spec).reshape(g.shape)
+            if exclude:
+                k = k - torch.diag_embed(torch.diagonal(k, dim1=1, dim2=2))
+            return k.sum(dim=(1, 2))
+
+        out[b0:b1] = ((ksum(xb, xb, True) + ksum(yb, yb, True)) / (B * (B - 1.0))
+                      - 2.0 * ksum(xb, yb, False) / (B * float(B)))
+    se = float(out.std() / np.sqrt(nb)) if nb > 1 else float("nan")
+    return float(out.mean()), se
+
+
+def mmd2_rff(x, y, a, b, spec, n_features: int, seed, return_stderr: bool, per_bandwidth: bool):
+    """Random-Fourier-feature estimate on the device: mmd._rff with the same
+    frequencies for the seed (drawn on the host, d x D each), the features and
+    their sums computed on the device."""
+    torch = _torch()
+    from .mmd import _rff_frequencies
+
+    n, m = x.shape[0], y.shape[0]
+    ua, ub = _uniform(a, n, x.device), _uniform(b, m, x.device)
+    sa, sb = float(ua @ ua), float(ub @ ub)
+    if sa >= 1 - 1e-12 or sb >= 1 - 1e-12:
+        raise ValueError("x_weights / y_weights: the rff estimator needs weight on at least two samples")
+    ca, cb = sa / (1.0 - sa), sb / (1.0 - sb)
+    center = _center([x, y], spec)
+    omegas = [torch.as_tensor(o, device=x.device) for o in
+              _rff_frequencies(spec, x.shape[1], n_features, seed, np.float32 if x.dtype == torch.float32
+                               else np.float64)]
+    D = n_features
+    step = max(1, (1 << 22) // max(x.shape[1], 2 * D))
+
+    def feature_pass(z, w, want=None):
+        sums = [(torch.zeros(D, dtype=torch.float64, device=z.device),
+                 torch.zeros(D, dtype=torch.float64, device=z.device)) for _ in omegas]
+        proj = None if want is None else torch.zeros((len(omegas), 2, z.shape[0]), dtype=torch.float64,
+                                                     device=z.device)
+        for s0 in range(0, z.shape[0], step):
+            zc = (z[s0:s0 + step].double() - center).to(z.dtype)
+            wk = w[s0:s0 + step].to(z.dtype)
+            for k, om in enumerate(omegas):
+                with fp32_matmul("ieee"):
+                    p = zc @ om
+                cos, sin = torch.cos(p), torch.sin(p)
+                if want is None:
+                    sums[k][0].add_((wk @ cos).double())
+                    sums[k][1].add_((wk @ sin).double())
+                else:
+                    for t, (cu, su) in enumerate(want[k]):
+                        proj[k, t, s0:s0 + step] = ((cos @ cu.to(z.dtype) + sin @ su.to(z.dtype)) / D).double()
+        return sums if want is None else proj
+
+    sx, sy = feature_pass(x, ua), feature_pass(y, ub)
+    per_scale, feat_var = [], []
+    for (cx, snx), (cy, sny) in zip(sx, sy):
+        est_f = ((cx - cy) ** 2 + (snx - sny) ** 2 + (cx * cx + snx * snx - 1.0) * ca
+                 + (cy * cy + sny * sny - 1.0) * cb)
+        per_scale.append(float(est_f.mean()))
+        feat_var.append(float(est_f.var() / est_f.numel()) if est_f.numel() > 1 else 0.0)
+    values = np.array(per_scale)
+    value = values if per_bandwidth else float(values.sum())
+    if not return_stderr:
+        return value, None
+    sums = [(u, v) for u, v in zip(sx, sy)]
+    px, py = feature_pass(x, ua, sums), feature_pass(y, ub, sums)
+    f = (px[:, 0] - ua) / (1.0 - sa) - px[:, 1]
+    g = (py[:, 1] - ub) / (1.0 - sb) - py[:, 0]
+    if per_bandwidth:
+        samp = [4.0 * (_weighted_var_of_mean(fk, ua) + _weighted_var_of_mean(gk, ub)) for fk, gk in zip(f, g)]
+        return value, np.sqrt(np.array(feat_var) + np.array(samp))
+    samp_var = 4.0 * (_weighted_var_of_mean(f.sum(0), ua) + _weighted_var_of_mean(g.sum(0), ub))
+    return value, float(np.sqrt(sum(feat_var) + samp_var))
 
 
 def _single(spec, sigma: float):
@@ -516,7 +631,8 @@ def mmd2_batch(x, ys, x_weights, ys_weights, spec_fn, estimator: str | None,
     a = _weights(x_weights, xa.shape[0], "x_weights", xa.device)
     b_list = [_weights(None if ys_weights is None else ys_weights[k], t.shape[0], f"ys_weights[{k}]", xa.device)
               for k, t in enumerate(ya_list)]
-    unbiased = _estimator(estimator, a is not None or any(b is not None for b in b_list))
+    weighted = a is not None or any(b is not None for b in b_list)
+    unbiased = (estimator or ("biased" if weighted else "unbiased")) in ("unbiased", "exact")
     _check_rows([(xa, "x")] + [(t, f"ys[{k}]") for k, t in enumerate(ya_list)], unbiased)
     spec = spec_fn([xa, *ya_list])
     ua = _uniform(a, xa.shape[0], xa.device)

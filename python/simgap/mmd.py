@@ -361,9 +361,9 @@ def mmd2(
     float, or ndarray of shape (n_bandwidths,) with ``per_bandwidth``; with
     ``return_stderr``, a tuple (estimate, standard error).  Float32 inputs are
     multiplied in float32 and summed in float64.  CUDA tensors (x, y and the
-    weights on one device) are computed on the GPU for the exact estimators,
-    ``per_bandwidth`` and ``return_stderr`` included; "block", "linear" and
-    "rff" raise NotImplementedError for them.
+    weights on one device) are computed on the GPU, every estimator and
+    option included, with the same row orders and frequencies as on the CPU
+    for a seed.
 
     Examples
     --------
@@ -377,22 +377,18 @@ def mmd2(
     """
     device = device_of(x=x, y=y, x_weights=x_weights, y_weights=y_weights)
     precision = check_precision(precision, device)
+    gpu = None
     if device != "cpu":
-        from . import _cuda_ops
+        from . import _cuda_ops as gpu
 
-        def spec_fn(arrays):
-            return resolve_kernel(kernel, bandwidth, gamma, coef0, degree, arrays,
-                                  median_fn=_cuda_ops.median_bandwidth)
-
-        if estimator is not None and not isinstance(estimator, str):
-            raise ValueError(f"estimator must be one of {_ESTIMATORS} (or None); got {estimator!r}")
-        return _cuda_ops.mmd2(x, y, x_weights, y_weights, spec_fn,
-                              None if estimator is None else estimator.lower(), precision,
-                              bool(per_bandwidth), bool(return_stderr))
-    xa, ya = as_matrix(x, "x"), as_matrix(y, "y")
-    check_same_features(xa, ya)
-    a = as_weights(x_weights, xa.shape[0], "x_weights")
-    b = as_weights(y_weights, ya.shape[0], "y_weights")
+        xa, ya, same = gpu.cuda_pair(x, y)
+        a = gpu._weights(x_weights, xa.shape[0], "x_weights", xa.device)
+        b = gpu._weights(y_weights, ya.shape[0], "y_weights", xa.device)
+    else:
+        xa, ya = as_matrix(x, "x"), as_matrix(y, "y")
+        check_same_features(xa, ya)
+        a = as_weights(x_weights, xa.shape[0], "x_weights")
+        b = as_weights(y_weights, ya.shape[0], "y_weights")
     est = _check_estimator(estimator, a is not None or b is not None)
     n, m = xa.shape[0], ya.shape[0]
     if est == "unbiased":
@@ -412,12 +408,14 @@ def mmd2(
         raise ValueError("x, y: the linear estimator needs at least 2 rows in each sample")
     if est == "rff":
         n_features = as_positive_int(n_features, "n_features", minimum=2)
-    same = same_memory(xa, ya)
-    dtype = common_dtype(xa, ya)
-    xa, ya = cast(xa, dtype), cast(ya, dtype)
-    if same:
-        ya = xa
-    spec = resolve_kernel(kernel, bandwidth, gamma, coef0, degree, [xa, ya])
+    if gpu is None:
+        same = same_memory(xa, ya)
+        dtype = common_dtype(xa, ya)
+        xa, ya = cast(xa, dtype), cast(ya, dtype)
+        if same:
+            ya = xa
+    spec = resolve_kernel(kernel, bandwidth, gamma, coef0, degree, [xa, ya],
+                          median_fn=None if gpu is None else gpu.median_bandwidth)
     if per_bandwidth and spec.name != "gaussian":
         raise ValueError(f"per_bandwidth: only the gaussian kernel takes several bandwidths, not {spec.name}")
     if est == "rff" and spec.name not in ("gaussian", "laplacian"):
@@ -425,19 +423,23 @@ def mmd2(
             f"estimator='rff' needs a kernel with a known spectral density (gaussian or laplacian), not {spec.name}"
         )
 
+    if gpu is not None and est in ("unbiased", "biased"):
+        return gpu.mmd2_exact(xa, ya, a, b, spec, est == "unbiased", same, precision, per_bandwidth,
+                              return_stderr)
     if est in ("unbiased", "biased") and not return_stderr:
         value = _exact(xa, ya, a, b, spec, est == "unbiased", per_bandwidth)
         return value if per_bandwidth else float(value)
     if est == "rff":
-        value, se = _rff(xa, ya, a, b, spec, n_features, seed, return_stderr, per_bandwidth)
+        rff = _rff if gpu is None else gpu.mmd2_rff
+        value, se = rff(xa, ya, a, b, spec, n_features, seed, return_stderr, per_bandwidth)
         return (value, se) if return_stderr else value
 
     def one(sp: KernelSpec) -> tuple[float, float]:
         if est in ("unbiased", "biased"):
             return _exact_with_stderr(xa, ya, a, b, sp, est == "unbiased")
         if est == "block":
-            return _block(xa, ya, sp, block_size, seed)
-        return _linear(xa, ya, sp, seed)
+            return (_block if gpu is None else gpu.mmd2_block)(xa, ya, sp, block_size, seed)
+        return (_linear if gpu is None else gpu.mmd2_linear)(xa, ya, sp, seed)
 
     if per_bandwidth:
         pairs = [one(_single(spec, s)) for s in spec.bandwidths]
