@@ -8,6 +8,7 @@
 #include "simgap/cuda_ops.h"
 #include "simgap/kernel_math.h"
 #include "simgap/static_switch.h"
+#include "tile_common.cuh"
 
 namespace simgap {
 namespace cuda {
@@ -15,16 +16,6 @@ namespace cuda {
 namespace {
 
 constexpr int kThreads = 256;  // 8 warps per block
-
-template <typename T>
-__device__ double exact_row_d2(const T* __restrict__ a, const T* __restrict__ b, int64_t d) {
-  double s = 0.0;
-  for (int64_t k = 0; k < d; ++k) {
-    const double t = double(a[k]) - double(b[k]);
-    s += t * t;
-  }
-  return s;
-}
 
 // k for the pair (row0 + i, col0 + j) of the tile, from its Gram entry g.
 // Same formula as the fused tile epilogue (tile_common.cuh): the squared
@@ -45,7 +36,7 @@ __device__ __forceinline__ T pair_value(const GramTileParams<T>& p, int64_t i, i
     d2 = d2 > T(0) ? d2 : T(0);
     const T tau = sizeof(T) == 4 ? T(1.0 / 32.0) : T(1e-6);
     if (kRoot && p.x != nullptr && d2 < tau * nsum)
-      d2 = T(exact_row_d2(p.x + gi * p.d, p.y + gj * p.d, p.d));
+      d2 = T(tile::exact_d2(p.x + gi * p.d, p.y + gj * p.d, p.d));
   }
   return kernel_value<KT, T>(d2, g, p.kernel);
 }

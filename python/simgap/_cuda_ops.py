@@ -32,7 +32,7 @@ import numpy as np
 from ._backend import _cuda
 
 __all__ = ["as_cuda_matrix", "kernel_contract", "kernel_matrix", "knn", "mean_cov", "median_bandwidth",
-           "mmd2_batch", "mmd2_block", "mmd2_exact", "mmd2_linear", "mmd2_rff", "radius_stats",
+           "mmd2_batch", "mmd2_block", "mmd2_exact", "mmd2_linear", "radius_stats", "rff_pass",
            "sliced_wasserstein"]
 
 # "highest": the fused route below this many features, the GEMM route from it.
@@ -422,15 +422,6 @@ def _check_rows(arrays, unbiased: bool) -> None:
             raise ValueError(f"{name} has 1 row; the unbiased estimator needs at least 2 (use estimator='biased')")
 
 
-def _weighted_var_of_mean(values, w) -> float:
-    """Variance of sum_i w_i values_i for independent draws (sum w = 1), as on the CPU."""
-    w2 = float(w @ w)
-    if w2 >= 1.0 - 1e-12:
-        return 0.0
-    centred = values - float(w @ values)
-    return float((w * w) @ (centred * centred)) / (1.0 - w2)
-
-
 def _exact_with_stderr(x, y, a, b, spec, unbiased: bool, precision: str) -> tuple[float, float]:
     """The CPU's H-decomposition standard error (mmd._exact_with_stderr) from four
     row-sum contractions on the device."""
@@ -445,6 +436,8 @@ def _exact_with_stderr(x, y, a, b, spec, unbiased: bool, precision: str) -> tupl
     nb = _unbiased_norm(b, "y_weights") if unbiased else 1.0
     f, g = rxx / na - rxy, ryy / nb - ryx
     value = float(a @ rxx) / na + float(b @ ryy) / nb - 2.0 * float(a @ rxy)
+    from .mmd import _weighted_var_of_mean
+
     var = 4.0 * (_weighted_var_of_mean(f, a) + _weighted_var_of_mean(g, b))
     return value, float(np.sqrt(max(var, 0.0)))
 
@@ -544,66 +537,41 @@ def mmd2_block(x, y, spec, block_size: int, seed) -> tuple[float, float]:
     return float(out.mean()), se
 
 
-def mmd2_rff(x, y, a, b, spec, n_features: int, seed, return_stderr: bool, per_bandwidth: bool):
-    """Random-Fourier-feature estimate on the device: mmd._rff with the same
-    frequencies for the seed (drawn on the host, d x D each), the features and
-    their sums computed on the device."""
+def rff_pass(z, w, center, omegas, want_sums=None):
+    """mmd._rff_pass with the rows on the device: the same outputs as NumPy
+    arrays (per bandwidth the D-length weighted feature sums, or with
+    want_sums the (n_bandwidths, 2, n) row projections); w, center, omegas and
+    want_sums are the host arrays mmd._rff gives."""
     torch = _torch()
-    from .mmd import _rff_frequencies
-
-    n, m = x.shape[0], y.shape[0]
-    ua, ub = _uniform(a, n, x.device), _uniform(b, m, x.device)
-    sa, sb = float(ua @ ua), float(ub @ ub)
-    if sa >= 1 - 1e-12 or sb >= 1 - 1e-12:
-        raise ValueError("x_weights / y_weights: the rff estimator needs weight on at least two samples")
-    ca, cb = sa / (1.0 - sa), sb / (1.0 - sb)
-    center = _center([x, y], spec)
-    omegas = [torch.as_tensor(o, device=x.device) for o in
-              _rff_frequencies(spec, x.shape[1], n_features, seed, np.float32 if x.dtype == torch.float32
-                               else np.float64)]
-    D = n_features
-    step = max(1, (1 << 22) // max(x.shape[1], 2 * D))
-
-    def feature_pass(z, w, want=None):
-        sums = [(torch.zeros(D, dtype=torch.float64, device=z.device),
-                 torch.zeros(D, dtype=torch.float64, device=z.device)) for _ in omegas]
-        proj = None if want is None else torch.zeros((len(omegas), 2, z.shape[0]), dtype=torch.float64,
-                                                     device=z.device)
-        for s0 in range(0, z.shape[0], step):
-            zc = (z[s0:s0 + step].double() - center).to(z.dtype)
-            wk = w[s0:s0 + step].to(z.dtype)
-            for k, om in enumerate(omegas):
-                with fp32_matmul("ieee"):
-                    p = zc @ om
-                cos, sin = torch.cos(p), torch.sin(p)
-                if want is None:
-                    sums[k][0].add_((wk @ cos).double())
-                    sums[k][1].add_((wk @ sin).double())
-                else:
-                    for t, (cu, su) in enumerate(want[k]):
-                        proj[k, t, s0:s0 + step] = ((cos @ cu.to(z.dtype) + sin @ su.to(z.dtype)) / D).double()
-        return sums if want is None else proj
-
-    sx, sy = feature_pass(x, ua), feature_pass(y, ub)
-    per_scale, feat_var = [], []
-    for (cx, snx), (cy, sny) in zip(sx, sy):
-        est_f = ((cx - cy) ** 2 + (snx - sny) ** 2 + (cx * cx + snx * snx - 1.0) * ca
-                 + (cy * cy + sny * sny - 1.0) * cb)
-        per_scale.append(float(est_f.mean()))
-        feat_var.append(float(est_f.var() / est_f.numel()) if est_f.numel() > 1 else 0.0)
-    values = np.array(per_scale)
-    value = values if per_bandwidth else float(values.sum())
-    if not return_stderr:
-        return value, None
-    sums = [(u, v) for u, v in zip(sx, sy)]
-    px, py = feature_pass(x, ua, sums), feature_pass(y, ub, sums)
-    f = (px[:, 0] - ua) / (1.0 - sa) - px[:, 1]
-    g = (py[:, 1] - ub) / (1.0 - sb) - py[:, 0]
-    if per_bandwidth:
-        samp = [4.0 * (_weighted_var_of_mean(fk, ua) + _weighted_var_of_mean(gk, ub)) for fk, gk in zip(f, g)]
-        return value, np.sqrt(np.array(feat_var) + np.array(samp))
-    samp_var = 4.0 * (_weighted_var_of_mean(f.sum(0), ua) + _weighted_var_of_mean(g.sum(0), ub))
-    return value, float(np.sqrt(sum(feat_var) + samp_var))
+    n, d = z.shape
+    D = omegas[0].shape[1]
+    dev = z.device
+    wz = torch.full((n,), 1.0 / n, dtype=torch.float64, device=dev) if w is None else torch.as_tensor(w, device=dev)
+    c = torch.as_tensor(center, device=dev)
+    oms = [torch.as_tensor(o, device=dev).to(z.dtype) for o in omegas]
+    want = None if want_sums is None else [[(torch.as_tensor(cu, device=dev).to(z.dtype),
+                                             torch.as_tensor(su, device=dev).to(z.dtype)) for cu, su in pair]
+                                           for pair in want_sums]
+    step = max(1, (1 << 22) // max(d, 2 * D))
+    sums = [(torch.zeros(D, dtype=torch.float64, device=dev), torch.zeros(D, dtype=torch.float64, device=dev))
+            for _ in oms]
+    proj = None if want is None else torch.zeros((len(oms), 2, n), dtype=torch.float64, device=dev)
+    for s0 in range(0, n, step):
+        zc = (z[s0:s0 + step].double() - c).to(z.dtype)
+        wk = wz[s0:s0 + step].to(z.dtype)
+        for k, om in enumerate(oms):
+            with fp32_matmul("ieee"):
+                p = zc @ om
+            cos, sin = torch.cos(p), torch.sin(p)
+            if want is None:
+                sums[k][0].add_((wk @ cos).double())
+                sums[k][1].add_((wk @ sin).double())
+            else:
+                for t, (cu, su) in enumerate(want[k]):
+                    proj[k, t, s0:s0 + step] = ((cos @ cu + sin @ su) / D).double()
+    if want is None:
+        return [(u.cpu().numpy(), v.cpu().numpy()) for u, v in sums]
+    return proj.cpu().numpy()
 
 
 def _single(spec, sigma: float):

@@ -92,13 +92,15 @@ def _uniform(w: np.ndarray | None, n: int) -> np.ndarray:
     return np.full(n, 1.0 / n) if w is None else w
 
 
-def _weighted_var_of_mean(values: np.ndarray, w: np.ndarray) -> float:
-    """Variance of sum_i w_i values_i for independent draws (sum w = 1)."""
-    w2 = float(np.dot(w, w))
+def _weighted_var_of_mean(values, w) -> float:
+    """Variance of sum_i w_i values_i for independent draws (sum w = 1).
+
+    values and w are 1-D NumPy arrays or tensors (the CUDA path passes tensors)."""
+    w2 = float(w @ w)
     if w2 >= 1.0 - 1e-12:
         return 0.0
-    centred = values - float(np.dot(w, values))
-    return float(np.dot(w * w, centred * centred)) / (1.0 - w2)
+    centred = values - float(w @ values)
+    return float((w * w) @ (centred * centred)) / (1.0 - w2)
 
 
 def _exact_with_stderr(x, y, a, b, spec, unbiased):
@@ -214,25 +216,28 @@ def _rff_pass(z, w, center, omegas, want_sums=None):
     return sums if want_sums is None else proj
 
 
-def _rff(x, y, a, b, spec, n_features, seed, return_stderr, per_bandwidth):
+def _rff(x, y, a, b, spec, n_features, seed, return_stderr, per_bandwidth, center=None, rff_pass=None):
     """Random-Fourier-feature estimate (unbiased form) and its standard error.
 
     MMD^2 is estimated per frequency; the mean over the D frequencies of a
     bandwidth is unbiased for that bandwidth's MMD^2 (the features' inner
     product is unbiased for the kernel).  The standard error adds the spread over
     frequencies to the sampling error (H-decomposition, second pass over the data).
+    ``rff_pass`` (default :func:`_rff_pass`) makes the passes over the rows; the
+    CUDA path gives its own, with x and y CUDA tensors and the centre given.
     """
+    rff_pass = rff_pass or _rff_pass
     n, m = x.shape[0], y.shape[0]
     ua, ub = _uniform(a, n), _uniform(b, m)
     sa, sb = float(np.dot(ua, ua)), float(np.dot(ub, ub))
     if sa >= 1 - 1e-12 or sb >= 1 - 1e-12:
         raise ValueError("x_weights / y_weights: the rff estimator needs weight on at least two samples")
     ca, cb = sa / (1.0 - sa), sb / (1.0 - sb)
-    center = _pair_center(x, y, spec)
-    if center is None:  # pragma: no cover - rff kernels are distance kernels
-        center = np.zeros(x.shape[1])
-    omegas = _rff_frequencies(spec, x.shape[1], n_features, seed, x.dtype)
-    sx, sy = _rff_pass(x, a, center, omegas), _rff_pass(y, b, center, omegas)
+    if center is None:
+        center = _pair_center(x, y, spec)  # rff kernels are distance kernels: never None
+    dtype = np.float64 if str(x.dtype).endswith("float64") else np.float32
+    omegas = _rff_frequencies(spec, x.shape[1], n_features, seed, dtype)
+    sx, sy = rff_pass(x, a, center, omegas), rff_pass(y, b, center, omegas)
     per_scale, feat_var = [], []
     for (cx, snx), (cy, sny) in zip(sx, sy):
         uu = cx * cx + snx * snx
@@ -248,7 +253,7 @@ def _rff(x, y, a, b, spec, n_features, seed, return_stderr, per_bandwidth):
     # Sampling error given the features, per bandwidth:
     # f_i = (phi_i.u - a_i)/(1 - sum a^2) - phi_i.v  and  g_j = (phi_j.v - b_j)/(1 - sum b^2) - phi_j.u
     sums = [(u, v) for u, v in zip(sx, sy)]
-    px, py = _rff_pass(x, a, center, omegas, sums), _rff_pass(y, b, center, omegas, sums)
+    px, py = rff_pass(x, a, center, omegas, sums), rff_pass(y, b, center, omegas, sums)
     f = (px[:, 0] - ua) / (1.0 - sa) - px[:, 1]
     g = (py[:, 1] - ub) / (1.0 - sb) - py[:, 0]
     if per_bandwidth:
@@ -430,8 +435,13 @@ def mmd2(
         value = _exact(xa, ya, a, b, spec, est == "unbiased", per_bandwidth)
         return value if per_bandwidth else float(value)
     if est == "rff":
-        rff = _rff if gpu is None else gpu.mmd2_rff
-        value, se = rff(xa, ya, a, b, spec, n_features, seed, return_stderr, per_bandwidth)
+        if gpu is None:
+            value, se = _rff(xa, ya, a, b, spec, n_features, seed, return_stderr, per_bandwidth)
+        else:  # the passes over the rows on the device, the D-length sums on the host
+            host = [None if w is None else w.cpu().numpy() for w in (a, b)]
+            center = gpu._center([xa, ya], spec).cpu().numpy()
+            value, se = _rff(xa, ya, *host, spec, n_features, seed, return_stderr, per_bandwidth, center,
+                             gpu.rff_pass)
         return (value, se) if return_stderr else value
 
     def one(sp: KernelSpec) -> tuple[float, float]:
