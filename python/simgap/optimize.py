@@ -140,11 +140,13 @@ class SimOptimizer:
 
         Which one: "gp" when a simulator call is expensive (a render farm, a
         physics engine) and the space has up to about 10 numeric parameters:
-        it needs the fewest calls (on the built-in image simulator, about half
-        those of "tpe"; ``benchmarks/RESULTS.md``) but spends about 0.1 s per
-        asked configuration after a few hundred (a GP fit), and needs
-        optuna >= 3.6 and scipy.  "tpe" for cheap calls, many parameters or
-        many categorical ones; "random" as the baseline.
+        it needed the fewest calls on both built-in benchmark simulators
+        (2.6x fewer than "tpe" on the image one, 1.3x on the Gaussian mixture;
+        ``benchmarks/RESULTS.md``) but spends 0.1-0.5 s per asked
+        configuration on 2 cores (a GP fit and an acquisition search), and
+        needs optuna >= 3.6, scipy and torch.  "tpe" (the default, with no
+        extra dependency) for cheap calls, many parameters or many
+        categorical ones; "random" as the baseline.
     batch_size : int, default 8
         Configurations per :meth:`ask` / :meth:`optimize` round.
     seed : int, default 0
@@ -184,8 +186,7 @@ class SimOptimizer:
     >>> bool(abs(opt.best_config["shift"] - 0.7) < 0.5)
     True
 
-    Gaussian-process strategy, one configuration per round (the most
-    sample-efficient setting when each call is expensive):
+    The Gaussian-process strategy, for expensive simulator calls:
 
     >>> gp = simgap.SimOptimizer({"shift": (-2.0, 2.0)}, real, strategy="gp", batch_size=1, seed=0)
     >>> gp.optimize(lambda c: rng.normal(c["shift"], 1.0, size=(200, 2)), n_rounds=15)
