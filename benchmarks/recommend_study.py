@@ -6,6 +6,7 @@ Run (about 10-15 minutes on 2 cores):
     python benchmarks/recommend_study.py --seeds 3  # a quicker look
     python benchmarks/recommend_study.py --only shapes --no-offline  # one simulator's closed loop
     python benchmarks/recommend_study.py --classifier  # also method="classifier"
+    python benchmarks/recommend_study.py --profiles    # the objective along each parameter through theta*
 
 Figures (medians and spreads over seeds, never one lucky seed):
 
@@ -102,6 +103,29 @@ def closed_loop(sim, n_real, m, budgets, batch, seeds):
     return out, final, secs, np.array(gstar), np.array(gstd)
 
 
+def profiles(sim, n_real, m, reps=4, seed=0):
+    """The objective along each parameter through theta* (the others at theta*):
+    mean MMD^2 of ``reps`` calls / best reachable gap, on 13 points across the
+    range; and the fraction of single calls at theta* that meet the 10 % target."""
+    real = sim.real(n_real, seed=1000 + seed)
+    opt = simgap.SimOptimizer(sim.space, real, embed=sim.embed, seed=seed)
+
+    def calls(cfg, r, s=777):
+        sets = [sim.latent(sim.simulate(cfg, m, seed=s + i)) for i in range(r)]
+        return simgap.mmd2_batch(opt.real, sets, bandwidth=opt.bandwidth, estimator="unbiased")
+
+    at = calls(sim.true_params, 16)
+    g = float(at.mean())
+    print(f"  16 calls at theta*: std / mean {at.std(ddof=1) / g:.2f}; meeting the 10 % target "
+          f"{np.mean(at <= 1.1 * g):.0%}")
+    for k, p in sim.space.items():
+        grid = list(p.choices) if isinstance(p, simgap.Categorical) else np.linspace(p.low, p.high, 13)
+        vals = [float(calls({**sim.true_params, k: v if isinstance(p, simgap.Categorical) else float(v)},
+                            reps).mean()) / g for v in grid]
+        print(f"  {k} (theta* {sim.true_params[k]}): " + ", ".join(
+            f"{v if isinstance(p, simgap.Categorical) else f'{v:.3g}'}: {r:.2f}" for v, r in zip(grid, vals)))
+
+
 def _dist(p, value, true):
     if isinstance(p, simgap.Categorical):
         return float(value != true)
@@ -150,12 +174,22 @@ def main():
     ap.add_argument("--no-offline", action="store_true", help="the closed loop only")
     ap.add_argument("--strategies", help="comma-separated subset of the closed-loop strategies (random always runs)")
     ap.add_argument("--random-calls", type=int, help="random search's budget (default 4000 / 2000)")
+    ap.add_argument("--profiles", action="store_true",
+                    help="only the objective along each parameter through theta* (seed 0), then stop")
     ap.add_argument("--classifier", action="store_true", help="also the classifier density-ratio method")
     args = ap.parse_args()
     seeds = list(range(args.seeds))
     t0 = time.perf_counter()
     print(f"simgap {simgap.__version__}, optuna {optuna.__version__}, {simgap.build_info()['threads']} threads, "
           f"seeds {seeds[0]}..{seeds[-1]}")
+
+    if args.profiles:
+        for key, sim, n_real, m in [("gmm", GaussianMixtureSimulator(), 1000, 250),
+                                    ("shapes", ShapesSimulator(), 600, 200)]:
+            if args.only in (None, key):
+                print(f"\n[profile] {key}: MMD^2 / best reachable gap, mean of 4 calls, others at theta*")
+                profiles(sim, n_real, m)
+        return
 
     # 1. closed loop: model-based strategies 240 / 200 calls; random search 4000 / 2000
     for key, name, sim, n_real, m, budgets, batch in [
