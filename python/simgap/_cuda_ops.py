@@ -280,7 +280,7 @@ def use_gemm(d: int, precision: str, q: int = 1) -> bool:
     return precision != "highest" or d >= GEMM_MIN_FEATURES or q > _cuda.gram_contract_max_columns
 
 
-def _tile_args(g, xo: Operand, yo: Operand, i0: int, j0: int, same: bool):
+def _tile_args(g, xo: Operand, yo: Operand, i0: int, j0: int):
     torch = _torch()
     x_rows = 0 if xo.rows is None else xo.rows.data_ptr()
     y_rows = 0 if yo.rows is None else yo.rows.data_ptr()
@@ -315,7 +315,7 @@ def gemm_contract(x, y, w, spec, center, same: bool, exclude: bool, precision: s
         for j0 in range(i0 if symmetric else 0, m, tile):
             j1 = min(m, j0 + tile)
             g = xo.gram(yo, i0, i1, j0, j1)
-            args, is_double = _tile_args(g, xo, yo, i0, j0, same)
+            args, is_double = _tile_args(g, xo, yo, i0, j0)
             for k_spec, sp in enumerate(specs):
                 target = uppers[k_spec] if (symmetric and j0 > i0) else outs[k_spec]
                 if small:
@@ -342,7 +342,7 @@ def gemm_matrix(x, y, spec, center, same: bool, precision: str):
     for i0 in range(0, n, rows):
         i1 = min(n, i0 + rows)
         g = xo.gram(yo, i0, i1, 0, m)
-        args, is_double = _tile_args(g, xo, yo, i0, 0, same)
+        args, is_double = _tile_args(g, xo, yo, i0, 0)
         dst = out[i0:i1]
         _cuda.gram_kernel_values(*args, dst.data_ptr(), m, is_double, x.dtype == torch.float64,
                                  *spec.args(), same, False, device, stream)
@@ -454,6 +454,8 @@ def mmd2_exact(xa, ya, a, b, spec, unbiased: bool, same: bool, precision: str = 
     first-order standard error (four row-sum contractions).
     """
     ua, ub = _uniform(a, xa.shape[0], xa.device), _uniform(b, ya.shape[0], xa.device)
+    from .mmd import _single
+
     if return_stderr:
         specs = [_single(spec, s) for s in spec.bandwidths] if per_bandwidth else [spec]
         pairs = [_exact_with_stderr(xa, ya, ua, ub, sp, unbiased, precision) for sp in specs]
@@ -572,12 +574,6 @@ def rff_pass(z, w, center, omegas, want_sums=None):
     if want is None:
         return [(u.cpu().numpy(), v.cpu().numpy()) for u, v in sums]
     return proj.cpu().numpy()
-
-
-def _single(spec, sigma: float):
-    from .kernels import KernelSpec
-
-    return KernelSpec(spec.name, (sigma,), spec.gamma, spec.coef0, spec.degree)
 
 
 def mmd2_batch(x, ys, x_weights, ys_weights, spec_fn, estimator: str | None,
