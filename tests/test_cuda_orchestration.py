@@ -436,3 +436,45 @@ def test_estimator_checks_on_the_device_branch(fake, rng):
         simgap.mmd2(x, y, estimator="rff", kernel="imq")
     with pytest.raises(ValueError, match="estimator must be one of"):
         simgap.mmd2(x, y, estimator="fast")
+
+
+# ---- compare(): kernel, k-NN and distance statistics on the device ------------------------------
+
+@pytest.mark.parametrize("subsampled", [False, True])
+def test_compare_device_branch_equals_cpu(fake, monkeypatch, rng, subsampled):
+    """compare() on CUDA tensors: the same report as on the host arrays, with the
+    kernel sums, k-NN and distances computed by the CUDA branches (here the stand-in)."""
+    import importlib
+
+    import pandas as pd
+
+    cmp_mod = importlib.import_module("simgap.compare")  # simgap.compare is also the function
+    metrics_mod = importlib.import_module("simgap.metrics")
+    sliced_mod = importlib.import_module("simgap.sliced")
+
+    n, m = 160, 140
+    x = rng.normal(size=(n, 6))
+    y = rng.normal(size=(m, 6)) * 1.1 + 0.3
+    params = pd.DataFrame({"a": rng.random(m), "b": rng.integers(0, 3, m)})
+    labels = (rng.integers(0, 3, n), rng.integers(0, 3, m))
+    kw = dict(params=params, labels=labels, n_permutations=60, n_bootstrap=20, seed=3,
+              max_exact=100 if subsampled else 20_000, c2st_max=120, map_method="pca")
+    cpu = simgap.compare(x, y, **kw)
+    for mod in (cmp_mod, metrics_mod, sliced_mod):
+        monkeypatch.setattr(mod, "device_of", _device_of_tensors)
+    before = len(fake.calls)
+    dev = simgap.compare(_t(x), _t(y), **kw)
+    assert dev.settings["device"] == "cuda:0" and cpu.settings["device"] == "cpu"
+    assert len(fake.calls) > before  # the kernel sums went through the CUDA module
+    for key in ("mmd2", "mmd2_stderr", "p_value", "swd", "fd", "c2st_auc"):
+        assert getattr(dev, key) == pytest.approx(getattr(cpu, key), rel=1e-8, abs=1e-12), key
+    assert dev.mmd2_ci == pytest.approx(cpu.mmd2_ci, rel=1e-8, abs=1e-12)
+    assert dev.prdc == pytest.approx(cpu.prdc, abs=1e-12)
+    if subsampled:
+        assert dev.mmd2_block["value"] == pytest.approx(cpu.mmd2_block["value"], rel=1e-8, abs=1e-12)
+    else:
+        assert dev.mmd2_block is None and cpu.mmd2_block is None
+    pd.testing.assert_frame_equal(dev.synthetic_scores, cpu.synthetic_scores, rtol=1e-8, atol=1e-12)
+    pd.testing.assert_frame_equal(dev.real_coverage, cpu.real_coverage, rtol=1e-8, atol=1e-12)
+    pd.testing.assert_frame_equal(dev.per_class, cpu.per_class, rtol=1e-8, atol=1e-12)
+    pd.testing.assert_frame_equal(dev.clusters, cpu.clusters, rtol=1e-8, atol=1e-12)

@@ -4,7 +4,7 @@ latent directions.  :func:`compare` computes everything and returns a
 :class:`GapReport`; rendering (summary, JSON, HTML) lives in :mod:`simgap.report`.
 
 Every kernel sum and nearest-neighbour search goes through simgap's fused C++
-kernels (:func:`mmd_test`, :func:`kernel_contract`, :func:`prdc`,
+(or, for CUDA tensors, CUDA) kernels (:func:`mmd_test`, :func:`kernel_contract`, :func:`prdc`,
 :func:`nearest_neighbors`, :func:`realism_score`, :func:`sliced_wasserstein`,
 :func:`frechet_distance`); no n x m distance or kernel matrix is formed here.
 The statistical learning steps (k-means, logistic regression, random forest)
@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ._backend import _is_torch_tensor
+from ._backend import _is_torch_tensor, device_of
 from ._validation import as_matrix, as_positive_int, cast, check_same_features, common_dtype
 from .kernels import kernel_contract, median_bandwidth
 from .metrics import frechet_distance, nearest_neighbors, prdc, realism_score
@@ -60,8 +60,9 @@ def _store_parts(obj: Any) -> tuple[Any, dict | None]:
 
 
 def _embeddings(obj: Any, name: str) -> np.ndarray:
+    """A checked 2-D NumPy array (a CUDA tensor is copied to the host)."""
     if _is_torch_tensor(obj) and obj.device.type != "cpu":
-        raise ValueError(f"{name} is on {obj.device}; compare() needs CPU data (use {name}.cpu())")
+        obj = obj.detach().cpu()
     try:
         from .store import as_embeddings
     except ImportError:  # pragma: no cover
@@ -69,6 +70,53 @@ def _embeddings(obj: Any, name: str) -> np.ndarray:
     if as_embeddings is not None and not isinstance(obj, np.ndarray):
         obj = as_embeddings(obj, name=name)
     return as_matrix(obj, name)
+
+
+def _device_embeddings(real: Any, synthetic: Any, device: str):
+    """(real, synthetic) as checked CUDA tensors of one dtype, on ``device``."""
+    from . import _cuda_ops
+
+    xd = _cuda_ops.as_cuda_matrix(real, "real")
+    yd = _cuda_ops.as_cuda_matrix(synthetic, "synthetic")
+    if xd.shape[1] != yd.shape[1]:
+        raise ValueError(f"real has {xd.shape[1]} columns but synthetic has {yd.shape[1]}; "
+                         "both must have the same number of features")
+    if xd.dtype != yd.dtype:  # float32 with float64: float64, as on the CPU
+        xd, yd = xd.double(), yd.double()
+    return xd, yd
+
+
+def _take(a: Any, rows: np.ndarray) -> Any:
+    """a[rows] for a NumPy array or a (CUDA) tensor; the rows stay where ``a`` is."""
+    if isinstance(a, np.ndarray):
+        return a[rows]
+    import torch
+
+    return a.index_select(0, torch.as_tensor(np.asarray(rows, dtype=np.int64), device=a.device))
+
+
+def _like(w: np.ndarray, a: Any) -> Any:
+    """``w`` on the device of ``a`` (NumPy stays NumPy)."""
+    if isinstance(a, np.ndarray):
+        return w
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(w)).to(a.device)
+
+
+def _host(a: Any) -> np.ndarray:
+    """A result as a NumPy array (CUDA tensors are copied to the host)."""
+    if _is_torch_tensor(a):
+        return a.detach().cpu().numpy()
+    return np.asarray(a)
+
+
+def _concat(a: Any, b: Any) -> Any:
+    if isinstance(a, np.ndarray):
+        return np.concatenate([a, b], axis=0)
+    import torch
+
+    return torch.cat([a, b], dim=0)
 
 
 def _pair_arg(value: Any, n: int, m: int, name: str) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -179,7 +227,7 @@ def _subsample(n: int, limit: int, seed: int) -> np.ndarray:
 # ----------------------------------------------------------------------------
 
 
-def _witness_and_bootstrap(x: np.ndarray, y: np.ndarray, sigma: float, n_bootstrap: int, seed: int):
+def _witness_and_bootstrap(x: Any, y: Any, sigma: float, n_bootstrap: int, seed: int):
     """Witness values of every pooled row and bootstrap replicates of the unbiased MMD^2.
 
     One fused contraction C = K(z, z) W over the pooled rows z = (x, y) (in column
@@ -193,7 +241,7 @@ def _witness_and_bootstrap(x: np.ndarray, y: np.ndarray, sigma: float, n_bootstr
     """
     n, m = x.shape[0], y.shape[0]
     N = n + m
-    z = np.concatenate([x, y], axis=0)
+    z = _concat(x, y)  # NumPy, or CUDA tensors: the contraction runs where the data are
     rng = np.random.default_rng(seed)
     wit_col = np.concatenate([np.full(n, 1.0 / n), np.full(m, -1.0 / m)])
     witness = None
@@ -209,7 +257,7 @@ def _witness_and_bootstrap(x: np.ndarray, y: np.ndarray, sigma: float, n_bootstr
         for c in range(q):
             W[:n, 2 * c] = rng.multinomial(n, np.full(n, 1.0 / n)) / n
             W[n:, 2 * c + 1] = rng.multinomial(m, np.full(m, 1.0 / m)) / m
-        C = kernel_contract(z, None, W, bandwidth=sigma)
+        C = _host(kernel_contract(z, None, _like(W, z), bandwidth=sigma))
         if first:
             witness = C[:, -1].copy()
         C -= W  # K' W: the diagonal k(z, z) = 1 removed
@@ -653,7 +701,7 @@ def _per_class(x, y, lx, ly, sigma, k, n_permutations, seed):
     keys = sorted(set(lx.tolist()) | set(ly.tolist()), key=lambda v: (str(type(v)), v))
     rows = []
     for c in keys:
-        xc, yc = x[lx == c], y[ly == c]
+        xc, yc = _take(x, np.flatnonzero(lx == c)), _take(y, np.flatnonzero(ly == c))
         row: dict[str, Any] = {"label": c, "n_real": int(xc.shape[0]), "n_synthetic": int(yc.shape[0])}
         for key in ("mmd2", "p_value", "swd", "fd", "precision", "recall", "density", "coverage"):
             row[key] = float("nan")
@@ -705,7 +753,13 @@ def compare(
     real : array_like, torch.Tensor, store path or EmbeddingStore, shape (n, d)
     synthetic : same kinds, shape (m, d)
         A store's per-sample metadata becomes ``params`` when ``params`` is None
-        (its ``id`` column, if any, becomes the synthetic ids).
+        (its ``id`` column, if any, becomes the synthetic ids).  CUDA tensors
+        (both on one device): the kernel sums (MMD^2, permutation test,
+        bootstrap, witness), the k-NN statistics, the sliced Wasserstein and
+        Frechet distances run on that GPU; the scikit-learn steps (C2ST,
+        k-means, forests, PCA, map) run on one host copy of the embeddings.
+        ``report.settings["device"]`` says which.  With ``group``, CUDA shards
+        are copied to the host (:mod:`simgap.distributed` works on CPU memory).
     params : pandas.DataFrame, dict of 1-D arrays or EmbeddingStore, optional
         Simulation parameters, one row per synthetic sample; numeric and
         categorical (any other dtype, compared as strings) columns.
@@ -858,11 +912,19 @@ def _compare_impl(
 
     real_src, _ = _store_parts(real) if not isinstance(real, np.ndarray) else (real, None)
     syn_src, syn_meta = _store_parts(synthetic) if not isinstance(synthetic, np.ndarray) else (synthetic, None)
-    xa = _embeddings(real_src, "real")
-    ya = _embeddings(syn_src, "synthetic")
-    check_same_features(xa, ya, "real", "synthetic")
-    dtype = common_dtype(xa, ya)
-    xa, ya = cast(xa, dtype), cast(ya, dtype)
+    device = device_of(real=real_src, synthetic=syn_src) if _dist is None else "cpu"
+    if device != "cpu":
+        # Kernel sums, k-NN and distances on the GPU (xk, yk); scikit-learn's steps
+        # (C2ST, k-means, forests, PCA, map) on one host copy (xa, ya).
+        xk, yk = _device_embeddings(real_src, syn_src, device)
+        xa, ya = _host(xk), _host(yk)
+    else:
+        xa = _embeddings(real_src, "real")
+        ya = _embeddings(syn_src, "synthetic")
+        check_same_features(xa, ya, "real", "synthetic")
+        dtype = common_dtype(xa, ya)
+        xa, ya = cast(xa, dtype), cast(ya, dtype)
+        xk, yk = xa, ya
     n, m = xa.shape[0], ya.shape[0]
     k = as_positive_int(k, "k")
     for rows, name in ((n, "real"), (m, "synthetic")):
@@ -909,6 +971,7 @@ def _compare_impl(
     # Exact kernel / k-NN statistics on at most max_exact rows per set.
     rx, ry = _subsample(n, max_exact, s[0]), _subsample(m, max_exact, s[1])
     xs, ys = xa[rx], ya[ry]
+    xks, yks = (xs, ys) if device == "cpu" else (_take(xk, rx), _take(yk, ry))
     if n > max_exact or m > max_exact:
         approximations.append(
             f"kernel and k-NN statistics (MMD^2, p-value, interval, prdc, coverage) use a random subsample of "
@@ -916,38 +979,38 @@ def _compare_impl(
             f"(block_size=256) on all rows is in mmd2_block"
         )
     if _dist is None:
-        sigma = median_bandwidth(xs, ys, seed=s[2])
-        test = mmd_test(xs, ys, n_permutations, bandwidth=sigma, seed=s[3])
+        sigma = median_bandwidth(xks, yks, seed=s[2])
+        test = mmd_test(xks, yks, n_permutations, bandwidth=sigma, seed=s[3])
     else:  # the exact statistics over all ranks' data, already computed
         sigma, test = _dist["sigma"], _dist["test"]
-    wit_pooled, reps = _witness_and_bootstrap(xs, ys, sigma, n_bootstrap, s[4])
+    wit_pooled, reps = _witness_and_bootstrap(xks, yks, sigma, n_bootstrap, s[4])
     q = (1.0 - ci_level) / 2.0
     ci = (float(np.quantile(reps, q)), float(np.quantile(reps, 1.0 - q)))
     block = None
     if _dist is None and (n > max_exact or m > max_exact):
         bs = min(256, n, m)
-        value, se = mmd2(xa, ya, bandwidth=sigma, estimator="block", block_size=bs, return_stderr=True, seed=s[5])
+        value, se = mmd2(xk, yk, bandwidth=sigma, estimator="block", block_size=bs, return_stderr=True, seed=s[5])
         block = {"value": float(value), "stderr": float(se), "block_size": bs}
 
     # Witness of every synthetic sample (subsample rows: from the fused pass; others: one more contraction).
     if m > max_exact:
-        z = np.concatenate([xs, ys], axis=0)
+        z = _concat(xks, yks)
         w = np.concatenate([np.full(len(rx), 1.0 / len(rx)), np.full(len(ry), -1.0 / len(ry))])
-        witness_syn = kernel_contract(ya, z, w, bandwidth=sigma)
+        witness_syn = _host(kernel_contract(yk, z, _like(w, z), bandwidth=sigma))
     else:
         witness_syn = wit_pooled[len(rx):]
     witness_real = wit_pooled[: len(rx)]
 
-    swd = sliced_wasserstein(xa, ya, seed=s[6]) if _dist is None else _dist["swd"]
-    fd = frechet_distance(xa, ya)
-    prdc_values = prdc(xs, ys, k=k)
-    realism = realism_score(xs, ya, k=3)
+    swd = sliced_wasserstein(xk, yk, seed=s[6]) if _dist is None else _dist["swd"]
+    fd = frechet_distance(xk, yk)
+    prdc_values = prdc(xks, yks, k=k)
+    realism = _host(realism_score(xks, yk, k=3))
     realistic = realism >= 1.0
 
     # Per-real-sample coverage (Naeem et al.: covered when the nearest synthetic
     # sample lies inside the real sample's k-NN ball).
-    radius = nearest_neighbors(xs, k=k)[0][:, k - 1]
-    dn, idn = nearest_neighbors(xs, ys, k=1)
+    radius = _host(nearest_neighbors(xks, k=k)[0])[:, k - 1]
+    dn, idn = (_host(a) for a in nearest_neighbors(xks, yks, k=1))
     covered = dn[:, 0] < radius
 
     c2_rx = _subsample(len(rx), c2st_max, s[7])
@@ -992,7 +1055,7 @@ def _compare_impl(
 
     per_class = None
     if real_labels is not None:
-        per_class = _per_class(xa, ya, real_labels, syn_labels, sigma, k, n_permutations, s[11])
+        per_class = _per_class(xk, yk, real_labels, syn_labels, sigma, k, n_permutations, s[11])
 
     directions, dir_vecs = _directions(xa, ya, cdir, n_directions, s[6])
     map_df, map_used = _map2d(z, len(rx), cl_labels, map_method, map_points, s[9])
@@ -1013,7 +1076,7 @@ def _compare_impl(
         "kernel": "gaussian", "bandwidth": float(sigma), "n_permutations": n_permutations,
         "n_bootstrap": n_bootstrap, "ci_level": float(ci_level), "k": k, "n_clusters": n_clusters,
         "alpha": float(alpha), "max_exact": max_exact, "c2st_max": c2st_max, "c2st_folds": c2st_folds,
-        "n_bins": n_bins, "map_method": map_used, "seed": seed,
+        "n_bins": n_bins, "map_method": map_used, "seed": seed, "device": device,
         "silhouette": {str(kk): v for kk, v in sil.items()},
     }
     return GapReport(
