@@ -9,6 +9,8 @@ The process group is the caller's: launch with ``torchrun`` and call
 ``torch.distributed.init_process_group("gloo")`` (CPU) or ``("nccl")`` (GPUs;
 the data stays in CPU memory for the simgap kernels and only the messages are
 staged through the current CUDA device) before calling these functions.
+Shards may be CUDA tensors: each is copied to the host once per call (the
+ring's kernels are the CPU ones; a GPU ring is not implemented).
 Importing this module does not import torch.
 
 How the work is split, and what travels (P ranks, d features, itemsize bytes
@@ -373,7 +375,12 @@ def _agree(comm: _Comm, fn: Callable[[], tuple[Any, dict]], options: Any) -> tup
 
 # --------------------------------------------------------------------------------- validation
 def _as_shard(x: Any, name: str) -> np.ndarray:
-    """As :func:`simgap._validation.as_matrix`, but a shard may have 0 rows (shape (0, d))."""
+    """As :func:`simgap._validation.as_matrix`, but a shard may have 0 rows (shape (0, d)).
+
+    A CUDA tensor is copied to the host once: the ring's kernels run on CPU memory.
+    """
+    if _is_torch_tensor(x) and x.device.type != "cpu":
+        x = x.detach().cpu()
     shape = getattr(x, "shape", None)
     if shape is None and isinstance(x, (list, tuple)):
         shape = np.shape(x)
