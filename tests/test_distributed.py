@@ -345,3 +345,20 @@ def test_importing_simgap_does_not_import_torch_distributed():
 
 if __name__ == "__main__":
     _worker(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5])
+
+
+def test_inputs_on_different_devices_are_named(tmp_path):
+    import torch.distributed as dist
+
+    import simgap.distributed as sd
+
+    if dist.is_initialized():  # pragma: no cover
+        pytest.skip("a process group is already initialised in this process")
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        x, y = torch.zeros(4, 2), torch.zeros(3, 2, device="meta")  # meta: a second device without a GPU
+        for call in (lambda: sd.mmd2(x, y), lambda: sd.mmd_test(x, y, 10), lambda: sd.sliced_wasserstein(x, y)):
+            with pytest.raises(ValueError, match="different devices.*y on meta"):
+                call()
+    finally:
+        dist.destroy_process_group()
