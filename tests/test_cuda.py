@@ -380,3 +380,13 @@ def test_distributed_accepts_cuda_shards(rng, tmp_path):
         dist.destroy_process_group()
     assert got == pytest.approx(simgap.mmd2(x, y, bandwidth=1.5), rel=1e-9)
     assert swd == pytest.approx(simgap.sliced_wasserstein(x, y, seed=2), rel=1e-9)
+
+
+def test_recommend_cuda_matches_cpu(rng):
+    shift = rng.uniform(-2, 2, size=400)
+    syn = rng.normal(size=(400, 4)) + shift[:, None]
+    real = rng.normal(size=(300, 4)) + 0.7
+    cpu = simgap.recommend(real, syn, {"shift": shift}, seed=0)
+    gpu = simgap.recommend(_cuda(real), _cuda(syn), {"shift": shift}, seed=0)
+    np.testing.assert_allclose(gpu.weights, cpu.weights, rtol=1e-6, atol=1e-12)
+    assert gpu.parameters["shift"].value == pytest.approx(cpu.parameters["shift"].value, rel=1e-6)

@@ -478,3 +478,28 @@ def test_compare_device_branch_equals_cpu(fake, monkeypatch, rng, subsampled):
     pd.testing.assert_frame_equal(dev.real_coverage, cpu.real_coverage, rtol=1e-8, atol=1e-12)
     pd.testing.assert_frame_equal(dev.per_class, cpu.per_class, rtol=1e-8, atol=1e-12)
     pd.testing.assert_frame_equal(dev.clusters, cpu.clusters, rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["kmm", "classifier"])
+def test_recommend_device_branch_equals_cpu(fake, monkeypatch, rng, method):
+    """recommend() on CUDA tensors: the KMM contractions and neighbour searches on the
+    device give the CPU's recommendation."""
+    import importlib
+
+    rec_mod = importlib.import_module("simgap.recommend")
+    metrics_mod = importlib.import_module("simgap.metrics")
+    shift = rng.uniform(-2, 2, size=150)
+    syn = rng.normal(size=(150, 3)) + shift[:, None]
+    real = np.vstack([rng.normal(size=(90, 3)) + 0.7, rng.normal(size=(20, 3)) + 9.0])  # an unreached cluster
+    cpu = simgap.recommend(real, syn, {"shift": shift}, method=method, seed=0)
+    for mod in (rec_mod, metrics_mod):
+        monkeypatch.setattr(mod, "device_of", _device_of_tensors)
+    before = len(fake.calls)
+    dev = simgap.recommend(_t(real), _t(syn), {"shift": shift}, method=method, seed=0)
+    assert len(fake.calls) > before
+    assert cpu.unreached_real.size == 20
+    np.testing.assert_array_equal(dev.unreached_real, cpu.unreached_real)
+    np.testing.assert_allclose(dev.weights, cpu.weights, rtol=1e-7, atol=1e-12)
+    assert dev.current_gap == pytest.approx(cpu.current_gap, rel=1e-8)
+    assert dev.predicted_gap == pytest.approx(cpu.predicted_gap, rel=1e-7, abs=1e-12)
+    assert dev.parameters["shift"].value == pytest.approx(cpu.parameters["shift"].value, rel=1e-7)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from . import _C
 
 try:  # the CUDA module is optional
@@ -132,3 +134,53 @@ def require_cpu(op: str, device: str) -> None:
             f"simgap.{op} has no CUDA implementation in this version; "
             "pass CPU arrays (tensor.cpu()) instead"
         )
+
+
+# ---- the few array moves shared by the analysis layers (NumPy arrays or CUDA tensors) ----------
+
+def take_rows(a: Any, rows: Any) -> Any:
+    """``a[rows]`` for a NumPy array or a torch tensor; the rows stay where ``a`` is."""
+    if not _is_torch_tensor(a):
+        return a[rows]
+    import torch
+
+    return a.index_select(0, torch.as_tensor(np.asarray(rows, dtype=np.int64), device=a.device))
+
+
+def like(w: Any, a: Any) -> Any:
+    """The NumPy array ``w`` on the device of ``a`` (unchanged when ``a`` is not a tensor)."""
+    if not _is_torch_tensor(a):
+        return w
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(w)).to(a.device)
+
+
+def to_host(a: Any) -> np.ndarray:
+    """A result as a NumPy array (tensors, CUDA ones included, are copied to the host)."""
+    if _is_torch_tensor(a):
+        return a.detach().cpu().numpy()
+    return np.asarray(a)
+
+
+def concat_rows(a: Any, b: Any) -> Any:
+    """``a`` and ``b`` stacked by rows, where they are."""
+    if not _is_torch_tensor(a):
+        return np.concatenate([a, b], axis=0)
+    import torch
+
+    return torch.cat([a, b], dim=0)
+
+
+def device_pair(x: Any, y: Any, xname: str, yname: str):
+    """Two CUDA tensors as checked matrices of one dtype (float32 with float64: float64)."""
+    from . import _cuda_ops
+
+    xd = _cuda_ops.as_cuda_matrix(x, xname)
+    yd = _cuda_ops.as_cuda_matrix(y, yname)
+    if xd.shape[1] != yd.shape[1]:
+        raise ValueError(f"{xname} has {xd.shape[1]} columns but {yname} has {yd.shape[1]}; "
+                         "both must have the same number of features")
+    if xd.dtype != yd.dtype:
+        xd, yd = xd.double(), yd.double()
+    return xd, yd

@@ -20,7 +20,11 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ._backend import _is_torch_tensor, device_of
+from ._backend import _is_torch_tensor, device_of, device_pair
+from ._backend import concat_rows as _concat
+from ._backend import like as _like
+from ._backend import take_rows as _take
+from ._backend import to_host as _host
 from ._validation import as_matrix, as_positive_int, cast, check_same_features, common_dtype
 from .kernels import kernel_contract, median_bandwidth
 from .metrics import frechet_distance, nearest_neighbors, prdc, realism_score
@@ -70,53 +74,6 @@ def _embeddings(obj: Any, name: str) -> np.ndarray:
     if as_embeddings is not None and not isinstance(obj, np.ndarray):
         obj = as_embeddings(obj, name=name)
     return as_matrix(obj, name)
-
-
-def _device_embeddings(real: Any, synthetic: Any, device: str):
-    """(real, synthetic) as checked CUDA tensors of one dtype, on ``device``."""
-    from . import _cuda_ops
-
-    xd = _cuda_ops.as_cuda_matrix(real, "real")
-    yd = _cuda_ops.as_cuda_matrix(synthetic, "synthetic")
-    if xd.shape[1] != yd.shape[1]:
-        raise ValueError(f"real has {xd.shape[1]} columns but synthetic has {yd.shape[1]}; "
-                         "both must have the same number of features")
-    if xd.dtype != yd.dtype:  # float32 with float64: float64, as on the CPU
-        xd, yd = xd.double(), yd.double()
-    return xd, yd
-
-
-def _take(a: Any, rows: np.ndarray) -> Any:
-    """a[rows] for a NumPy array or a (CUDA) tensor; the rows stay where ``a`` is."""
-    if isinstance(a, np.ndarray):
-        return a[rows]
-    import torch
-
-    return a.index_select(0, torch.as_tensor(np.asarray(rows, dtype=np.int64), device=a.device))
-
-
-def _like(w: np.ndarray, a: Any) -> Any:
-    """``w`` on the device of ``a`` (NumPy stays NumPy)."""
-    if isinstance(a, np.ndarray):
-        return w
-    import torch
-
-    return torch.from_numpy(np.ascontiguousarray(w)).to(a.device)
-
-
-def _host(a: Any) -> np.ndarray:
-    """A result as a NumPy array (CUDA tensors are copied to the host)."""
-    if _is_torch_tensor(a):
-        return a.detach().cpu().numpy()
-    return np.asarray(a)
-
-
-def _concat(a: Any, b: Any) -> Any:
-    if isinstance(a, np.ndarray):
-        return np.concatenate([a, b], axis=0)
-    import torch
-
-    return torch.cat([a, b], dim=0)
 
 
 def _pair_arg(value: Any, n: int, m: int, name: str) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -916,7 +873,7 @@ def _compare_impl(
     if device != "cpu":
         # Kernel sums, k-NN and distances on the GPU (xk, yk); scikit-learn's steps
         # (C2ST, k-means, forests, PCA, map) on one host copy (xa, ya).
-        xk, yk = _device_embeddings(real_src, syn_src, device)
+        xk, yk = device_pair(real_src, syn_src, "real", "synthetic")
         xa, ya = _host(xk), _host(yk)
     else:
         xa = _embeddings(real_src, "real")

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from . import _C
-from ._backend import device_of
+from ._backend import device_of, device_pair
 from ._validation import as_matrix, as_positive_int, cast, check_same_features, common_dtype, pooled_mean
 
 __all__ = ["frechet_distance", "nearest_neighbors", "prdc", "realism_score"]
@@ -22,16 +22,7 @@ __all__ = ["frechet_distance", "nearest_neighbors", "prdc", "realism_score"]
 def _pair(x: Any, y: Any, xname: str, yname: str):
     """Checked x, y of one dtype: NumPy arrays, or CUDA tensors when the inputs are."""
     if device_of(**{xname: x, yname: y}) != "cpu":
-        from . import _cuda_ops
-
-        xa = _cuda_ops.as_cuda_matrix(x, xname)
-        ya = _cuda_ops.as_cuda_matrix(y, yname)
-        if xa.shape[1] != ya.shape[1]:
-            raise ValueError(f"{xname} has {xa.shape[1]} columns but {yname} has {ya.shape[1]}; "
-                             "both must have the same number of features")
-        if xa.dtype != ya.dtype:  # float32 with float64: float64, as on the CPU
-            xa, ya = xa.double(), ya.double()
-        return xa, ya
+        return device_pair(x, y, xname, yname)
     xa, ya = as_matrix(x, xname), as_matrix(y, yname)
     check_same_features(xa, ya, xname, yname)
     dtype = common_dtype(xa, ya)

@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ._backend import device_of, require_cpu
+from ._backend import device_of, device_pair, like, take_rows, to_host
 from ._validation import as_matrix, as_positive_int, cast, check_same_features, common_dtype
 from .kernels import _bandwidth_values, kernel_contract, median_bandwidth
 from .metrics import nearest_neighbors
@@ -347,6 +347,11 @@ def _group_codes(columns: Mapping[str, np.ndarray], m: int) -> np.ndarray:
     return rank[inv]
 
 
+def _contract(a, b, w: np.ndarray, **kw) -> np.ndarray:
+    """K(a, b) @ w as a float64 NumPy array, computed where a and b are (CPU or GPU)."""
+    return to_host(kernel_contract(a, b, like(w, a), **kw))
+
+
 class _Objective:
     """f(w) = || sum_i w_i phi(s_i) - sum_j a_j phi(r_j) ||^2 = w'Kw - 2 w'b + c, with the
     configuration tie w = G alpha; every K-vector product is one fused contraction."""
@@ -354,8 +359,8 @@ class _Objective:
     def __init__(self, syn, real, real_w, kernel, sigma, groups, sizes):
         self.syn, self.kw = syn, dict(kernel=kernel, bandwidth=sigma)
         self.groups, self.sizes = groups, sizes
-        self.b = kernel_contract(syn, real, real_w, **self.kw)
-        self.c = float(real_w @ kernel_contract(real, real, real_w, **self.kw))
+        self.b = _contract(syn, real, real_w, **self.kw)
+        self.c = float(real_w @ _contract(real, real, real_w, **self.kw))
 
     def to_w(self, alpha):
         return alpha[self.groups] / self.sizes[self.groups]
@@ -364,7 +369,7 @@ class _Objective:
         return np.bincount(self.groups, weights=g, minlength=self.sizes.size) / self.sizes
 
     def K(self, w):
-        return kernel_contract(self.syn, self.syn, w, **self.kw)
+        return _contract(self.syn, self.syn, w, **self.kw)
 
     def value(self, w, Kw, b=None, c=None):
         b = self.b if b is None else b
@@ -480,17 +485,16 @@ def _unreached(real: np.ndarray, syn: np.ndarray) -> tuple[np.ndarray, list[np.n
     k = int(min(50, max(_UNREACHED_K, math.ceil(_UNREACHED_K * n / m))))
     if n <= k + 1:
         return np.zeros(0, dtype=np.int64), []
-    rd, _ = nearest_neighbors(real, k=k)
+    rd = to_host(nearest_neighbors(real, k=k)[0])
     radius = rd[:, -1]
-    sd, _ = nearest_neighbors(real, syn, k=1)
-    sd = sd[:, 0]
+    sd = to_host(nearest_neighbors(real, syn, k=1)[0])[:, 0]
     far = np.flatnonzero(sd > 2.0 * np.maximum(radius, np.median(sd)))
     min_size = max(5, int(math.ceil(0.02 * n)))
     if far.size < min_size:
         return np.zeros(0, dtype=np.int64), []
-    pts = real[far]
+    pts = take_rows(real, far)
     kk = min(10, far.size - 1)
-    dist, idx = nearest_neighbors(pts, k=kk)
+    dist, idx = (to_host(a) for a in nearest_neighbors(pts, k=kk))
     parent = np.arange(far.size)
 
     def find(i):
@@ -644,9 +648,12 @@ def recommend(
     Parameters
     ----------
     real : array_like, shape (n, d)
-        Real samples in latent space (NumPy or CPU torch; float32 or float64).
+        Real samples in latent space (NumPy or torch; float32 or float64).
     synthetic : array_like, shape (m, d)
-        Synthetic samples in the same space.
+        Synthetic samples in the same space.  CUDA tensors (both on one
+        device): the kernel contractions of the KMM solver, the median
+        bandwidth and the nearest-neighbour search for unreached real samples
+        run on that GPU; ``method="classifier"`` fits on a host copy.
     params : table with m rows
         The configuration each synthetic sample was rendered with: a pandas
         DataFrame, a dict of columns, a list of dicts or a structured array.
@@ -701,11 +708,17 @@ def recommend(
     """
     import pandas as pd
 
-    require_cpu("recommend", device_of(real=real, synthetic=synthetic))
-    ra, sa = as_matrix(real, "real"), as_matrix(synthetic, "synthetic")
-    check_same_features(ra, sa, "real", "synthetic")
-    dtype = common_dtype(ra, sa)
-    ra, sa = cast(ra, dtype), cast(sa, dtype)
+    device = device_of(real=real, synthetic=synthetic)
+    if device != "cpu":
+        # Kernel sums and neighbours on the GPU (rk, sk); the classifier on a host copy.
+        rk, sk = device_pair(real, synthetic, "real", "synthetic")
+        ra, sa = to_host(rk), to_host(sk)
+    else:
+        ra, sa = as_matrix(real, "real"), as_matrix(synthetic, "synthetic")
+        check_same_features(ra, sa, "real", "synthetic")
+        dtype = common_dtype(ra, sa)
+        ra, sa = cast(ra, dtype), cast(sa, dtype)
+        rk, sk = ra, sa
     n, m = ra.shape[0], sa.shape[0]
     if n < 2:
         raise ValueError("real has 1 row; at least 2 are needed")
@@ -733,7 +746,7 @@ def recommend(
     values = _bandwidth_values(bandwidth, kernel)
     if values is not None and len(values) != 1:
         raise ValueError("bandwidth must be 'median' or one positive number")
-    sigma = float(values[0]) if values is not None else median_bandwidth(ra, sa, seed=seed)
+    sigma = float(values[0]) if values is not None else median_bandwidth(rk, sk, seed=seed)
     for flag, nm in ((tie_configs, "tie_configs"), (exclude_unreached, "exclude_unreached")):
         if not isinstance(flag, (bool, np.bool_)):
             raise TypeError(f"{nm} must be a bool, got {type(flag).__name__}")
@@ -762,7 +775,7 @@ def recommend(
     })
 
     notes: list[str] = []
-    unreached, clusters = _unreached(ra, sa)
+    unreached, clusters = _unreached(rk, sk)
     if clusters:
         sizes_txt = ", ".join(str(c.size) for c in clusters[:5])
         notes.append(
@@ -775,7 +788,7 @@ def recommend(
         real_w[unreached] = 0.0
         real_w /= real_w.sum()
 
-    obj = _Objective(sa, ra, real_w, kernel, sigma, groups, sizes)
+    obj = _Objective(sk, rk, real_w, kernel, sigma, groups, sizes)
     if method == "kmm":
         alpha, solver = _kmm(obj, n_groups, max_iter, tol)
         if not solver["converged"]:
@@ -794,8 +807,8 @@ def recommend(
     # gaps against the full real set
     if exclude_unreached and unreached.size:
         full = np.full(n, 1.0 / n)
-        b_full = kernel_contract(sa, ra, full, kernel=kernel, bandwidth=sigma)
-        c_full = float(full @ kernel_contract(ra, ra, full, kernel=kernel, bandwidth=sigma))
+        b_full = _contract(sk, rk, full, kernel=kernel, bandwidth=sigma)
+        c_full = float(full @ _contract(rk, rk, full, kernel=kernel, bandwidth=sigma))
     else:
         b_full, c_full = obj.b, obj.c
     u = np.full(m, 1.0 / m)
