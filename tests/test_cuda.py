@@ -390,3 +390,13 @@ def test_recommend_cuda_matches_cpu(rng):
     gpu = simgap.recommend(_cuda(real), _cuda(syn), {"shift": shift}, seed=0)
     np.testing.assert_allclose(gpu.weights, cpu.weights, rtol=1e-6, atol=1e-12)
     assert gpu.parameters["shift"].value == pytest.approx(cpu.parameters["shift"].value, rel=1e-6)
+
+
+def test_sim_optimizer_scores_cuda_latents(rng):
+    pytest.importorskip("optuna")
+    real = rng.normal(0.7, 1.0, size=(300, 3))
+    sets = [rng.normal(s, 1.0, size=(200, 3)) for s in (-1.0, 0.5)]
+    configs = [{"shift": -1.0}, {"shift": 0.5}]
+    cpu = simgap.SimOptimizer({"shift": (-2.0, 2.0)}, real, seed=0, study_name="cpu").tell(configs, sets)
+    opt = simgap.SimOptimizer({"shift": (-2.0, 2.0)}, _cuda(real), seed=0, study_name="gpu")
+    np.testing.assert_allclose(opt.tell(configs, [_cuda(s) for s in sets]), cpu, rtol=1e-9)

@@ -503,3 +503,29 @@ def test_recommend_device_branch_equals_cpu(fake, monkeypatch, rng, method):
     assert dev.current_gap == pytest.approx(cpu.current_gap, rel=1e-8)
     assert dev.predicted_gap == pytest.approx(cpu.predicted_gap, rel=1e-7, abs=1e-12)
     assert dev.parameters["shift"].value == pytest.approx(cpu.parameters["shift"].value, rel=1e-7)
+
+
+def test_sim_optimizer_device_branch_equals_cpu(fake, monkeypatch, rng):
+    """SimOptimizer with CUDA latents: every configuration scored on the device, the
+    same values and study as on the host; a set on another device is named."""
+    import importlib
+
+    pytest.importorskip("optuna")
+    opt_mod = importlib.import_module("simgap.optimize")
+    space = {"shift": (-2.0, 2.0)}
+    real = rng.normal(0.7, 1.0, size=(200, 2))
+    sets = [rng.normal(s, 1.0, size=(90, 2)) for s in (-1.0, 0.5, 1.5)]
+    configs = [{"shift": s} for s in (-1.0, 0.5, 1.5)]
+    cpu = simgap.SimOptimizer(space, real, seed=0, study_name="cpu")
+    v_cpu = cpu.tell(configs, sets)
+    monkeypatch.setattr(opt_mod, "device_of", _device_of_tensors)
+    before = len(fake.calls)
+    dev = simgap.SimOptimizer(space, _t(real), seed=0, study_name="dev")
+    assert dev.bandwidth == pytest.approx(cpu.bandwidth, rel=1e-12)
+    seen = []
+    dev.objective = lambda config, latents, mmd2: seen.append(type(latents)) or mmd2
+    v_dev = dev.tell(configs, [_t(s) for s in sets])
+    assert len(fake.calls) > before and seen == [torch.Tensor] * 3
+    np.testing.assert_allclose(v_dev, v_cpu, rtol=1e-9)
+    with pytest.raises(ValueError, match=r"synthetic_sets\[1\] is on cpu but real is on cuda:0"):
+        dev.tell(configs[:2], [_t(sets[0]), sets[1]])

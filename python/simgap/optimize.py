@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from ._backend import device_of, to_host
 from ._validation import as_matrix, as_positive_int, check_same_features
 from .kernels import KERNELS, median_bandwidth
 from .mmd import mmd2_batch
@@ -91,7 +92,8 @@ def _storage(storage: Any):
                     f"got {type(storage).__name__}")
 
 
-def _fingerprint(real: np.ndarray) -> str:
+def _fingerprint(real: Any) -> str:
+    real = to_host(real)  # a CUDA real set has the fingerprint of its values
     h = hashlib.sha256()
     h.update(str(real.shape).encode())
     h.update(np.ascontiguousarray(real, dtype=np.float64).tobytes())
@@ -117,7 +119,9 @@ class SimOptimizer:
         choices: str, int, float, bool or None).
     real : array_like, shape (n, d)
         The real set: latents, or raw samples when ``embed`` is given (then it
-        is embedded too).
+        is embedded too).  Latents that are CUDA tensors stay on their GPU and
+        every configuration is scored there (:func:`simgap.mmd2_batch`); the
+        sets given to :meth:`tell` must then be on the same device.
     embed : callable, optional
         Raw samples -> latents of shape (m, d); applied to ``real`` and to every
         set passed to :meth:`tell`.
@@ -165,7 +169,8 @@ class SimOptimizer:
         "fail" marks them failed.
     objective : callable, optional
         ``objective(config, latents, mmd2) -> float`` minimised instead of the MMD^2
-        (which is still recorded).
+        (which is still recorded); ``latents`` is the checked set as told (a
+        NumPy array, or a CUDA tensor for CUDA sets).
     kernel : str, default "gaussian"
     bandwidth : "median" or float, default "median"
         "median": :func:`simgap.median_bandwidth` of the (embedded) real set.
@@ -252,6 +257,7 @@ class SimOptimizer:
         self.verbose = bool(verbose)
 
         self.real = self._latents(real, "real")
+        self._device = device_of(real=self.real)
         if self.real.shape[0] < 2:
             raise ValueError("real has 1 row; at least 2 are needed")
         if isinstance(bandwidth, str):
@@ -309,6 +315,10 @@ class SimOptimizer:
             except Exception as exc:
                 raise type(exc)(f"embed failed on {name}: {exc}") from exc
             name = f"embed({name})"
+        if device_of(**{name: samples}) != "cpu":  # (a CUDA tensor needs the CUDA build)
+            from ._cuda_ops import as_cuda_matrix
+
+            return as_cuda_matrix(samples, name)  # scored on its GPU
         return as_matrix(samples, name)
 
     def _running(self):
@@ -429,6 +439,10 @@ class SimOptimizer:
                 continue
             z = self._latents(s, f"synthetic_sets[{i}]")
             check_same_features(self.real, z, "real", f"synthetic_sets[{i}]")
+            where = device_of(**{f"synthetic_sets[{i}]": z})
+            if where != self._device:
+                raise ValueError(f"synthetic_sets[{i}] is on {where} but real is on {self._device}; "
+                                 "give every set on the device of real")
             if z.shape[0] < 2:
                 raise ValueError(f"synthetic_sets[{i}] has 1 sample; at least 2 are needed")
             latents.append(z)
