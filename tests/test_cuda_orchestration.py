@@ -129,7 +129,7 @@ def _make_fake():
         _view(out, (n, m), is_double)[:] = _fused_values(x, n, y, m, d, xn, yn, center, is_double, kernel,
                                                          scales, gamma, coef0, degree, same)
 
-    def sort_rows_temp_bytes(length, rows, is_double):
+    def sort_rows_temp_bytes(length, rows, is_double, device):
         return 16
 
     def sort_rows(inp, out, length, rows, temp, temp_bytes, is_double, device, stream):

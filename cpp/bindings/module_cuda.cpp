@@ -16,8 +16,10 @@ namespace py = pybind11;
 namespace {
 
 void check(cudaError_t status, const char* what) {
-  if (status != cudaSuccess)
+  if (status != cudaSuccess) {
+    (void)cudaGetLastError();  // clear a non-sticky error: the next call must not report it
     throw std::runtime_error(std::string(what) + " failed: " + cudaGetErrorString(status));
+  }
 }
 
 
@@ -221,9 +223,14 @@ void row_norms(std::uintptr_t x, int64_t n, int64_t d, std::uintptr_t out, bool 
           "row_norms");
 }
 
-std::size_t sort_rows_temp_bytes(int64_t len, int64_t rows, bool is_double) {
-  return is_double ? simgap::cuda::sort_rows_temp_bytes<double>(len, rows)
-                   : simgap::cuda::sort_rows_temp_bytes<float>(len, rows);
+std::size_t sort_rows_temp_bytes(int64_t len, int64_t rows, bool is_double, int device) {
+  py::gil_scoped_release release;
+  check(cudaSetDevice(device), "cudaSetDevice");
+  std::size_t bytes = 0;
+  check(is_double ? simgap::cuda::sort_rows_temp_bytes<double>(len, rows, &bytes)
+                  : simgap::cuda::sort_rows_temp_bytes<float>(len, rows, &bytes),
+        "sort_rows_temp_bytes (CUB size query)");
+  return bytes;
 }
 
 // Sort each contiguous row of `in` (rows x len) into `out` with CUB.
@@ -305,7 +312,7 @@ PYBIND11_MODULE(_cuda, m) {
   m.def("row_norms", &row_norms, py::arg("x"), py::arg("n"), py::arg("d"), py::arg("out"),
         py::arg("is_double"), py::arg("device"), py::arg("stream"));
   m.def("sort_rows_temp_bytes", &sort_rows_temp_bytes, py::arg("len"), py::arg("rows"),
-        py::arg("is_double"));
+        py::arg("is_double"), py::arg("device"));
   m.def("sort_rows", &sort_rows, py::arg("input"), py::arg("out"), py::arg("len"),
         py::arg("rows"), py::arg("temp"), py::arg("temp_bytes"), py::arg("is_double"),
         py::arg("device"), py::arg("stream"));

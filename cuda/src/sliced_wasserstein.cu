@@ -100,26 +100,35 @@ __global__ void __launch_bounds__(kThreads) w1d_kernel(const T* __restrict__ a_a
 }  // namespace
 
 template <typename T>
-size_t sort_rows_temp_bytes(int64_t len, int64_t rows) {
-  if (len <= 0 || rows <= 0) return 0;
+cudaError_t sort_rows_temp_bytes(int64_t len, int64_t rows, size_t* out) {
+  *out = 0;
+  if (len < 0 || rows < 0) return cudaErrorInvalidValue;
+  if (len == 0 || rows == 0) return cudaSuccess;
   size_t bytes = 0;
   if (len >= kLongRow) {
-    cub::DeviceRadixSort::SortKeys(nullptr, bytes, static_cast<const T*>(nullptr),
-                                   static_cast<T*>(nullptr), len);
-    return bytes;
+    const cudaError_t st = cub::DeviceRadixSort::SortKeys(
+        nullptr, bytes, static_cast<const T*>(nullptr), static_cast<T*>(nullptr), len);
+    *out = bytes;
+    return st;
   }
-  cub::DeviceSegmentedRadixSort::SortKeys(nullptr, bytes, static_cast<const T*>(nullptr),
-                                          static_cast<T*>(nullptr), static_cast<int>(len * rows),
-                                          static_cast<int>(rows), static_cast<const int*>(nullptr),
-                                          static_cast<const int*>(nullptr));
-  return bytes + offsets_bytes(rows);
+  if (len * rows > int64_t(0x7fffffff)) return cudaErrorInvalidValue;  // the caller chunks rows
+  const cudaError_t st = cub::DeviceSegmentedRadixSort::SortKeys(
+      nullptr, bytes, static_cast<const T*>(nullptr), static_cast<T*>(nullptr),
+      static_cast<int>(len * rows), static_cast<int>(rows), static_cast<const int*>(nullptr),
+      static_cast<const int*>(nullptr));
+  *out = bytes + offsets_bytes(rows);
+  return st;
 }
 
 template <typename T>
 cudaError_t sort_rows(const T* in, T* out, int64_t len, int64_t rows, void* temp,
                       size_t temp_bytes, cudaStream_t stream) {
-  if (len <= 0 || rows <= 0) return cudaSuccess;
-  if (temp_bytes < sort_rows_temp_bytes<T>(len, rows)) return cudaErrorInvalidValue;
+  if (len < 0 || rows < 0) return cudaErrorInvalidValue;
+  if (len == 0 || rows == 0) return cudaSuccess;
+  size_t needed = 0;
+  const cudaError_t query = sort_rows_temp_bytes<T>(len, rows, &needed);
+  if (query != cudaSuccess) return query;
+  if (temp_bytes < needed) return cudaErrorInvalidValue;
   if (len >= kLongRow) {
     for (int64_t r = 0; r < rows; ++r) {
       size_t bytes = temp_bytes;
@@ -165,8 +174,8 @@ cudaError_t wasserstein_1d(const T* u, int64_t n, const double* cu, const T* v, 
   return cudaGetLastError();
 }
 
-template size_t sort_rows_temp_bytes<float>(int64_t, int64_t);
-template size_t sort_rows_temp_bytes<double>(int64_t, int64_t);
+template cudaError_t sort_rows_temp_bytes<float>(int64_t, int64_t, size_t*);
+template cudaError_t sort_rows_temp_bytes<double>(int64_t, int64_t, size_t*);
 template cudaError_t sort_rows<float>(const float*, float*, int64_t, int64_t, void*, size_t,
                                       cudaStream_t);
 template cudaError_t sort_rows<double>(const double*, double*, int64_t, int64_t, void*, size_t,

@@ -625,7 +625,10 @@ def sliced_wasserstein(x, y, theta: np.ndarray, a, b, p: float):
     xo, yo = centred(xa, center, dtype), centred(ya, center, dtype)
     th = torch.as_tensor(np.ascontiguousarray(theta.T), device=xa.device).to(dtype)  # L x d
     L = th.shape[0]
-    per_direction = (n + m) * xa.element_size() * 2 + (16 * (n + m) if (a is not None or b is not None) else 0)
+    # Per direction and point: the projected value, its sorted copy and CUB's
+    # alternate key buffer; weighted: torch.sort's int64 index, the gathered
+    # weights and their cumulative sums (float64).
+    per_direction = (n + m) * (3 * xa.element_size() + (24 if (a is not None or b is not None) else 0))
     chunk = int(max(1, min(L, SLICED_CHUNK_BYTES // per_direction)))
     if n < (1 << 16) or m < (1 << 16):  # the segmented sort indexes with int32
         chunk = int(max(1, min(chunk, (2**31 - 1) // max(n, m))))
@@ -639,7 +642,7 @@ def sliced_wasserstein(x, y, theta: np.ndarray, a, b, p: float):
             cum = torch.cumsum(w[idx], dim=1)
             return s, cum
         s = torch.empty_like(values)
-        temp_bytes = int(_cuda.sort_rows_temp_bytes(length, rows, is_double))
+        temp_bytes = int(_cuda.sort_rows_temp_bytes(length, rows, is_double, device))
         temp = torch.empty(max(temp_bytes, 1), dtype=torch.uint8, device=values.device)
         _cuda.sort_rows(values.data_ptr(), s.data_ptr(), length, rows, temp.data_ptr(), temp_bytes,
                         is_double, device, stream)

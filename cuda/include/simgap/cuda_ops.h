@@ -96,9 +96,11 @@ cudaError_t gram_contract(const GramTileParams<T>& p, const T* weights, int64_t 
 
 // ---- Sliced Wasserstein: sorting (CUB) and the exact 1-D distances ----------
 
-// Bytes of CUB temporary storage sort_rows needs for `rows` rows of length len.
+// Bytes of CUB temporary storage sort_rows needs for `rows` rows of length len
+// (into *out); cudaErrorInvalidValue for negative sizes or, below the long-row
+// threshold, more than 2^31 - 1 values in one call.  Queries the current device.
 template <typename T>
-size_t sort_rows_temp_bytes(int64_t len, int64_t rows);
+cudaError_t sort_rows_temp_bytes(int64_t len, int64_t rows, size_t* out);
 
 // Sort each of the `rows` contiguous rows of length len of `in` ascending into
 // `out` (same layout): one device-wide radix sort per row when rows are long,
