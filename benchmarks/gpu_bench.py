@@ -17,7 +17,8 @@ a machine with a CUDA GPU and a CUDA build of torch.
    d in {64, 512}:
 
    * exact unbiased gaussian MMD^2 (fp32, precision "highest"): simgap on its
-     default route, on each forced route, with tf32 and bf16; torch naive
+     default route, on each forced route, with tf32 and bf16 (default route,
+     and for d <= 128 the fused tensor-core route, forced); torch naive
      (cdist, exp, means; "OOM" when it cannot allocate); the floor, cuBLAS
      SGEMM (IEEE fp32) for the multiply-adds simgap evaluates: the self blocks'
      upper tiles and the cross block, about n(n+1)/2 + m(m+1)/2 + nm pairs of
@@ -169,6 +170,12 @@ def correctness(seed: int) -> list[str]:
               failures)
         check(f"mmd2 {n}x{m}x{d} bf16", simgap.mmd2(x, y, bandwidth=sigma, precision="bf16"), ref, 1e-2,
               failures)
+        if d <= 128:  # the fused tensor-core route (off by default until these numbers say otherwise)
+            _cuda_ops.FORCE_ROUTE = "fused_tc"
+            for prec, tol in (("tf32", 1e-3), ("bf16", 1e-2)):
+                check(f"mmd2 {n}x{m}x{d} {prec} fused_tc", simgap.mmd2(x, y, bandwidth=sigma, precision=prec),
+                      ref, tol, failures)
+            _cuda_ops.FORCE_ROUTE = None
         w = torch.randn(m, 3, device="cuda", generator=g)
         got = simgap.kernel_contract(x, y, w, bandwidth=sigma)
         xd, yd = x.double(), y.double()
@@ -229,11 +236,18 @@ def bench(sizes, dims, repeats, rows):
                 _cuda_ops.FORCE_ROUTE = None
             t_tf32, _ = timed(lambda: simgap.mmd2(x, y, bandwidth=sigma, precision="tf32"), reps, warm)
             t_bf16, _ = timed(lambda: simgap.mmd2(x, y, bandwidth=sigma, precision="bf16"), reps, warm)
+            t_tc = (None, None)
+            if d <= 128:  # the fused tensor-core route against the default (GEMM) route above
+                _cuda_ops.FORCE_ROUTE = "fused_tc"
+                t_tc = tuple(timed(lambda: simgap.mmd2(x, y, bandwidth=sigma, precision=prec), reps, warm)[0]
+                             for prec in ("tf32", "bf16"))
+                _cuda_ops.FORCE_ROUTE = None
             t_naive, _ = try_time(lambda: naive_mmd2(x, y, sigma), reps, warm)
-            rows.append(("mmd2 gaussian fp32", n, d, route, t_ours, t_other, t_tf32, t_bf16, t_naive, t_floor,
-                         v_ours))
+            rows.append(("mmd2 gaussian fp32", n, d, route, t_ours, t_other, t_tf32, t_bf16, t_tc, t_naive,
+                         t_floor, v_ours))
             print(f"mmd2  n=m={n:>8} d={d:>4}  simgap[{route}] {fmt(t_ours)} s  [{other}] {fmt(t_other)} s  "
-                  f"tf32 {fmt(t_tf32)} s  bf16 {fmt(t_bf16)} s  naive {fmt(t_naive)} s  "
+                  f"tf32 {fmt(t_tf32)} s  bf16 {fmt(t_bf16)} s  fused_tc tf32 {fmt(t_tc[0])} s  "
+                  f"bf16 {fmt(t_tc[1])} s  naive {fmt(t_naive)} s  "
                   f"SGEMM floor {fmt(t_floor)} s  simgap/floor {ratio(t_ours, t_floor)}  "
                   f"naive/simgap {ratio(t_naive, t_ours)}", flush=True)
             x = y = None  # free the device memory before the next size
@@ -250,7 +264,8 @@ def bench(sizes, dims, repeats, rows):
             with _cuda_ops.fp32_matmul("ieee"):
                 t_naive, _ = try_time(lambda: naive_sliced(x, y, theta), reps)
             t_floor = 2 * sgemm_shape_seconds(n, d, 256, 3)
-            rows.append(("sliced 256 proj fp32", n, d, "cub", t_ours, None, None, None, t_naive, t_floor, None))
+            rows.append(("sliced 256 proj fp32", n, d, "cub", t_ours, None, None, None, (None, None), t_naive,
+                         t_floor, None))
             print(f"sliced n=m={n:>8} d={d:>4}  simgap {fmt(t_ours)} s  naive {fmt(t_naive)} s  "
                   f"SGEMM(projection) {fmt(t_floor)} s  naive/simgap {ratio(t_naive, t_ours)}", flush=True)
             x = y = None  # free the device memory before the next size
@@ -281,12 +296,16 @@ def main(argv=None) -> int:
     rows: list = []
     bench(sizes, [64, 512], args.repeats, rows)
     lines = [header, "",
-             "| op | n = m | d | route | simgap s | other route s | tf32 s | bf16 s | torch naive s | "
-             "SGEMM floor s | simgap / floor | naive / simgap |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for op, n, d, route, t, t_other, t_tf32, t_bf16, t_naive, t_floor, _ in rows:
-        lines.append(f"| {op} | {n:,} | {d} | {route} | {fmt(t)} | {fmt(t_other) if t_other else '-'} | "
-                     f"{fmt(t_tf32) if t_tf32 else '-'} | {fmt(t_bf16) if t_bf16 else '-'} | {fmt(t_naive)} | "
+             "| op | n = m | d | route | simgap s | other route s | tf32 s | bf16 s | fused_tc tf32 s | "
+             "fused_tc bf16 s | torch naive s | SGEMM floor s | simgap / floor | naive / simgap |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def cell(t):
+        return fmt(t) if t else "-"
+
+    for op, n, d, route, t, t_other, t_tf32, t_bf16, t_tc, t_naive, t_floor, _ in rows:
+        lines.append(f"| {op} | {n:,} | {d} | {route} | {fmt(t)} | {cell(t_other)} | {cell(t_tf32)} | "
+                     f"{cell(t_bf16)} | {cell(t_tc[0])} | {cell(t_tc[1])} | {fmt(t_naive)} | "
                      f"{fmt(t_floor)} | {ratio(t, t_floor)} | {ratio(t_naive, t)} |")
     table = "\n".join(lines)
     print()

@@ -222,6 +222,55 @@ def test_reduced_precision_error(rng, precision, tol, kernel):
     assert np.max(np.abs(K - Kref)) <= tol * np.max(np.abs(Kref))
 
 
+TC_SIZES = [(1, 1, 1), (2, 7, 3), (97, 65, 64), (1025, 513, 100), (4097, 130, 7)]
+
+
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
+@pytest.mark.parametrize("n,m,d", TC_SIZES)
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_fused_tensor_core_route_matches_gemm_route(rng, precision, kernel, n, m, d):
+    """The WMMA kernel (contract_tc.cu) against the GEMM route at the same precision:
+    the same rounded operands and norms, fp32 accumulation in another order."""
+    from simgap import _cuda_ops
+
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    y = (rng.normal(size=(m, d)) + 0.2).astype(np.float32)
+    w = rng.normal(size=(m, 3))
+    bw = 1.5 * np.sqrt(d) if kernel in ("gaussian", "laplacian", "imq") else "median"
+    kw = dict(kernel=kernel, bandwidth=bw, precision=precision)
+    old = _cuda_ops.FORCE_ROUTE
+    try:
+        _cuda_ops.FORCE_ROUTE = "gemm"
+        ref_c = simgap.kernel_contract(_cuda(x), _cuda(y), _cuda(w), **kw).cpu().numpy()
+        ref_m = simgap.mmd2(_cuda(x), _cuda(y), estimator="biased", **kw)
+        _cuda_ops.FORCE_ROUTE = "fused_tc"
+        got_c = simgap.kernel_contract(_cuda(x), _cuda(y), _cuda(w), **kw)
+        got_m = simgap.mmd2(_cuda(x), _cuda(y), estimator="biased", **kw)
+    finally:
+        _cuda_ops.FORCE_ROUTE = old
+    assert got_c.is_cuda and got_c.dtype == torch.float64
+    scale = np.abs(ref_c).max() + 1e-30
+    np.testing.assert_allclose(got_c.cpu().numpy(), ref_c, rtol=1e-4, atol=1e-4 * scale)
+    assert got_m == pytest.approx(ref_m, rel=1e-3, abs=1e-4 * max(abs(ref_m), 1e-3))
+
+
+@pytest.mark.parametrize("precision,tol", [("tf32", 1e-3), ("bf16", 1e-2)])
+def test_fused_tensor_core_route_error(rng, precision, tol):
+    """The documented error of the reduced precisions, on the fused tensor-core route."""
+    from simgap import _cuda_ops
+
+    x = rng.normal(size=(3000, 48)).astype(np.float32)
+    y = (rng.normal(size=(2500, 48)) + 0.1).astype(np.float32)
+    old = _cuda_ops.FORCE_ROUTE
+    try:
+        _cuda_ops.FORCE_ROUTE = "fused_tc"
+        got = simgap.mmd2(_cuda(x), _cuda(y), bandwidth=7.0, precision=precision)
+    finally:
+        _cuda_ops.FORCE_ROUTE = old
+    ref = ref_impl.mmd2(x, y, bandwidth=7.0, estimator="unbiased")
+    assert abs(got - ref) <= tol * abs(ref), (got, ref)
+
+
 def test_precision_is_checked(rng):
     x = _cuda(rng.normal(size=(20, 3)))
     with pytest.raises(ValueError, match="precision"):

@@ -123,6 +123,37 @@ def _make_fake():
         _view(out, (n, q), True)[:] += np.where(on, K, 0.0) @ W
         _view(upper, (n, q), True)[:] += np.where(above, K, 0.0) @ W
 
+    def contract_tc(x, n, y, m, d, bf16, xn, yn, w, q, out, upper, kernel, scales, gamma, coef0, degree,
+                    same, exclude, device, stream):
+        fake.calls.append("contract_tc")
+        assert 1 <= q <= _cuda_ops.TC_MAX_COLUMNS and (not upper or (same and n == m))
+
+        def rows(ptr, k):
+            if not bf16:
+                return _view(ptr, (k, d), False).astype(np.float64)
+            bits = np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(ctypes.c_uint16)), shape=(k * d,))
+            return (bits.astype(np.uint32) << 16).view(np.float32).reshape(k, d).astype(np.float64)
+
+        X, Y = rows(x, n), rows(y, m)
+        Xn, Yn = _view(xn, (n,), True), _view(yn, (m,), True)
+        np.testing.assert_allclose(Xn, (X**2).sum(1), rtol=1e-12)  # norms of the rounded rows
+        G = (X @ Y.T).astype(np.float32).astype(np.float64)  # fp32 accumulation of exact products
+        K = _k(_NAMES[kernel], scales, gamma, coef0, degree, Xn[:, None] + Yn[None, :] - 2 * G, G)
+        if same:
+            diag = np.eye(n, dtype=bool)
+            if exclude:
+                K[diag] = 0.0
+            elif _NAMES[kernel] not in ("polynomial", "linear"):
+                K[diag] = _k(_NAMES[kernel], scales, gamma, coef0, degree, np.zeros(1), G[diag][:1])[0]
+        W = _view(w, (m, q), False).astype(np.float64)
+        if not upper:
+            _view(out, (n, q), True)[:] += K @ W
+            return
+        t = np.arange(n) // 64  # the kernel's 64 x 64 tiles
+        on, above = t[:, None] == t[None, :], t[:, None] < t[None, :]
+        _view(out, (n, q), True)[:] += np.where(on, K, 0.0) @ W
+        _view(upper, (n, q), True)[:] += np.where(above, K, 0.0) @ W
+
     def kernel_matrix(x, n, y, m, d, out, xn, yn, center, is_double, kernel, scales, gamma, coef0, degree,
                       same, device, stream):
         fake.calls.append("kernel_matrix")
@@ -153,7 +184,7 @@ def _make_fake():
                                             _view(d2, (n,), is_double), _view(g, (n,), is_double))
 
     for fn in (kernel_values, row_norms, gram_contract, gram_kernel_values, kernel_contract, kernel_matrix,
-               sort_rows_temp_bytes, sort_rows, wasserstein_1d):
+               sort_rows_temp_bytes, sort_rows, wasserstein_1d, contract_tc):
         setattr(fake, fn.__name__, fn)
     return fake
 
@@ -272,6 +303,47 @@ def test_tensor_core_roundings(fake, rng, precision, tol):
     ref = ref_impl.mmd2(x, y, bandwidth=8.0, estimator="unbiased")
     assert got != ref
     assert abs(got - ref) <= tol * abs(ref)
+
+
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
+@pytest.mark.parametrize("kernel", ["gaussian", "laplacian", "energy", "polynomial"])
+def test_fused_tensor_core_route_equals_gemm_route(fake, monkeypatch, rng, precision, kernel):
+    """The fused tensor-core route gets the GEMM route's rounded operands and norms
+    and the same symmetric-tile bookkeeping; per_bandwidth and many columns too."""
+    x = rng.normal(size=(150, 20)).astype(np.float32)
+    y = (rng.normal(size=(131, 20)) + 0.2).astype(np.float32)
+    bw = 4.0 if kernel in ("gaussian", "laplacian") else "median"
+    kw = dict(kernel=kernel, bandwidth=bw, precision=precision)
+    monkeypatch.setattr(_cuda_ops, "FORCE_ROUTE", "gemm")
+    gemm = simgap.mmd2(_t(x), _t(y), **kw)
+    w = rng.normal(size=(131, 3))
+    gemm_c = simgap.kernel_contract(_t(x), _t(y), _t(w), **kw).numpy()
+    monkeypatch.setattr(_cuda_ops, "FORCE_ROUTE", "fused_tc")
+    fake.calls.clear()
+    tc = simgap.mmd2(_t(x), _t(y), **kw)
+    tc_c = simgap.kernel_contract(_t(x), _t(y), _t(w), **kw).numpy()
+    assert fake.calls.count("contract_tc") == 3 + 1 and "gram_contract" not in fake.calls  # xx, yy, xy; K w
+    assert tc == pytest.approx(gemm, rel=1e-5, abs=1e-7)
+    np.testing.assert_allclose(tc_c, gemm_c, rtol=1e-5, atol=1e-5 * np.abs(gemm_c).max())
+    if kernel == "gaussian":
+        pb = simgap.mmd2(_t(x), _t(y), bandwidth=[2.0, 4.0], per_bandwidth=True, precision=precision)
+        monkeypatch.setattr(_cuda_ops, "FORCE_ROUTE", "gemm")
+        np.testing.assert_allclose(
+            pb, simgap.mmd2(_t(x), _t(y), bandwidth=[2.0, 4.0], per_bandwidth=True, precision=precision),
+            rtol=1e-5)
+        monkeypatch.setattr(_cuda_ops, "FORCE_ROUTE", "fused_tc")
+    fake.calls.clear()
+    simgap.kernel_contract(_t(x), _t(y), _t(rng.normal(size=(131, 9))), **kw)  # 9 columns: GEMM route
+    assert "contract_tc" not in fake.calls
+
+
+def test_tensor_core_route_is_off_by_default_and_never_for_highest(monkeypatch):
+    assert _cuda_ops.TC_MAX_FEATURES == 0  # until GPU measurements say where it wins
+    assert not _cuda_ops.use_tc(16, "highest", 1, "cuda:0")
+    monkeypatch.setattr(_cuda_ops, "FORCE_ROUTE", "fused_tc")
+    assert not _cuda_ops.use_tc(16, "highest", 1, "cuda:0")
+    assert not _cuda_ops.use_tc(16, "tf32", _cuda_ops.TC_MAX_COLUMNS + 1, "cuda:0")
+    assert _cuda_ops.use_tc(16, "bf16", 1, "cuda:0")
 
 
 def test_round_tf32_keeps_ten_mantissa_bits(rng):

@@ -103,6 +103,44 @@ void kernel_contract(std::uintptr_t x, int64_t n, std::uintptr_t y, int64_t m, i
   else run(float{});
 }
 
+// The fused tensor-core contraction: x, y (n x d, m x d) centred and rounded
+// (float32 exact in tf32, or bf16), xn / yn their float64 squared norms,
+// w (m x q, float32); out (n x q, float64) += K(x, y) @ w.
+void contract_tc(std::uintptr_t x, int64_t n, std::uintptr_t y, int64_t m, int64_t d, bool bf16,
+                 std::uintptr_t xn, std::uintptr_t yn, std::uintptr_t w, int64_t q,
+                 std::uintptr_t out, std::uintptr_t upper, int kernel, std::vector<double> scales,
+                 double gamma, double coef0, int degree, bool same, bool exclude_diagonal,
+                 int device, std::uintptr_t stream) {
+  const simgap::KernelParams kp = simgap::make_kernel(kernel, scales, gamma, coef0, degree);
+  if (n < 0 || m < 0 || d < 1 || q < 0)
+    throw std::invalid_argument("contract_tc: sizes must be n, m, q >= 0 and d >= 1");
+  if (upper != 0 && (!same || n != m))
+    throw std::invalid_argument("upper: symmetric sums need x to be y");
+  if (exclude_diagonal && !same)
+    throw std::invalid_argument("exclude_diagonal: needs x to be y");
+  if (n == 0 || m == 0 || q == 0) return;
+  simgap::cuda::TcContractParams p;
+  p.x = reinterpret_cast<const void*>(x);
+  p.y = reinterpret_cast<const void*>(y);
+  p.n = n;
+  p.m = m;
+  p.d = d;
+  p.bf16 = bf16;
+  p.xnorms = reinterpret_cast<const double*>(xn);
+  p.ynorms = reinterpret_cast<const double*>(yn);
+  p.weights = reinterpret_cast<const float*>(w);
+  p.q = q;
+  p.out = reinterpret_cast<double*>(out);
+  p.upper = reinterpret_cast<double*>(upper);
+  p.kernel = kp;
+  p.same = same;
+  p.exclude_diagonal = exclude_diagonal;
+  auto s = reinterpret_cast<cudaStream_t>(stream);
+  py::gil_scoped_release release;
+  check(cudaSetDevice(device), "cudaSetDevice");
+  check(simgap::cuda::contract_tc(p, s), "contract_tc");
+}
+
 // out (n x m, dtype of x) = K(x, y); all device addresses.
 void kernel_matrix(std::uintptr_t x, int64_t n, std::uintptr_t y, int64_t m, int64_t d,
                    std::uintptr_t out, std::uintptr_t xn, std::uintptr_t yn, std::uintptr_t center,
@@ -281,6 +319,11 @@ PYBIND11_MODULE(_cuda, m) {
   m.def("runtime_version", &simgap::cuda::runtime_version);
   m.def("driver_version", &simgap::cuda::driver_version);
   m.def("device_name", &simgap::cuda::device_name, py::arg("device"));
+  m.def("contract_tc", &contract_tc, py::arg("x"), py::arg("n"), py::arg("y"), py::arg("m"),
+        py::arg("d"), py::arg("bf16"), py::arg("xn"), py::arg("yn"), py::arg("w"), py::arg("q"),
+        py::arg("out"), py::arg("upper"), py::arg("kernel"), py::arg("scales"), py::arg("gamma"),
+        py::arg("coef0"), py::arg("degree"), py::arg("same"), py::arg("exclude_diagonal"),
+        py::arg("device"), py::arg("stream"));
   m.def("kernel_contract", &kernel_contract, py::arg("x"), py::arg("n"), py::arg("y"),
         py::arg("m"), py::arg("d"), py::arg("w"), py::arg("q"), py::arg("out"), py::arg("xn"),
         py::arg("yn"), py::arg("center"), py::arg("is_double"), py::arg("kernel"),

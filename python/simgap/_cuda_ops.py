@@ -37,8 +37,16 @@ __all__ = ["as_cuda_matrix", "kernel_contract", "kernel_matrix", "knn", "mean_co
 
 # "highest": the fused route below this many features, the GEMM route from it.
 GEMM_MIN_FEATURES = 128
-# Benchmarks may force a route ("fused" or "gemm"); None chooses by the rule above.
+# Benchmarks may force a route ("fused", "gemm" or, below "highest",
+# "fused_tc"); None chooses by the rules here.
 FORCE_ROUTE: str | None = None
+# precision "tf32" / "bf16": the fused tensor-core route (contract_tc.cu: WMMA
+# Gram tiles kept in shared memory) up to this many features and weight
+# columns.  0 keeps it off: it is chosen only once GPU measurements show it
+# beating the GEMM route (benchmarks/gpu_bench.py times both);
+# FORCE_ROUTE = "fused_tc" selects it for tests and benchmarks.
+TC_MAX_FEATURES = 0
+TC_MAX_COLUMNS = 8
 # Side of the square Gram tiles of the GEMM route (4096^2 fp32 = 64 MiB; a
 # float64 kernel tile for many-column contractions is 128 MiB).
 GEMM_TILE = 4096
@@ -127,6 +135,8 @@ def contract(x, y, w, spec, center, same: bool, exclude: bool, precision: str = 
     list of results (one pass over the Gram tiles on the GEMM route).
     """
     torch = _torch()
+    if use_tc(x.shape[1], precision, w.shape[1], x.device):
+        return tc_contract(x, y, w, spec, center, same, exclude, precision, symmetric)
     if use_gemm(x.shape[1], precision, w.shape[1]):
         return gemm_contract(x, y, w, spec, center, same, exclude, precision, symmetric)
     if isinstance(spec, list):  # the fused route: one pass per spec
@@ -278,6 +288,55 @@ def use_gemm(d: int, precision: str, q: int = 1) -> bool:
     if FORCE_ROUTE is not None:
         return FORCE_ROUTE == "gemm" or precision != "highest"
     return precision != "highest" or d >= GEMM_MIN_FEATURES or q > _cuda.gram_contract_max_columns
+
+
+_TC_CAPABLE: dict[Any, bool] = {}
+
+
+def use_tc(d: int, precision: str, q: int, device) -> bool:
+    """The fused tensor-core route: tf32 / bf16, few features and weight
+    columns, compute capability 8.0+ (or forced)."""
+    if precision == "highest" or q > TC_MAX_COLUMNS:
+        return False
+    if FORCE_ROUTE is not None:
+        return FORCE_ROUTE == "fused_tc"
+    if d > TC_MAX_FEATURES:
+        return False
+    if device not in _TC_CAPABLE:
+        _TC_CAPABLE[device] = _torch().cuda.get_device_capability(device)[0] >= 8
+    return _TC_CAPABLE[device]
+
+
+def tc_contract(x, y, w, spec, center, same: bool, exclude: bool, precision: str,
+                symmetric: bool = False):
+    """out (n x q, float64) = K(x, y) @ w by the fused tensor-core kernel.
+
+    The operands are centred and rounded once (:class:`Operand`: tf32-exact
+    float32 values, or a bf16 copy), with float64 norms of the rounded rows;
+    the Gram tiles never leave shared memory.  Same results structure as
+    :func:`gemm_contract` (pairs with ``symmetric``, a list for a list of
+    specs, one pass per spec).
+    """
+    torch = _torch()
+    specs = spec if isinstance(spec, list) else [spec]
+    xo = Operand(x, center, precision)
+    yo = xo if same else Operand(y, center, precision)
+    bf16 = precision == "bf16"
+    xin = xo.values.to(torch.bfloat16) if bf16 else xo.values
+    yin = xin if same else (yo.values.to(torch.bfloat16) if bf16 else yo.values)
+    n, m, q = x.shape[0], y.shape[0], w.shape[1]
+    wk = w.to(torch.float32).contiguous()
+    device, stream = _stream(x)
+    results = []
+    for sp in specs:
+        out = torch.zeros((n, q), dtype=torch.float64, device=x.device)
+        upper = torch.zeros_like(out) if symmetric else None
+        _cuda.contract_tc(xin.data_ptr(), n, yin.data_ptr(), m, x.shape[1], bf16, xo.norms.data_ptr(),
+                          yo.norms.data_ptr(), wk.data_ptr(), q, out.data_ptr(),
+                          0 if upper is None else upper.data_ptr(), *sp.args(), same, exclude, device,
+                          stream)
+        results.append((out, upper) if symmetric else out)
+    return results if isinstance(spec, list) else results[0]
 
 
 def _tile_args(g, xo: Operand, yo: Operand, i0: int, j0: int):

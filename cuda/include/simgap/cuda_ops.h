@@ -94,6 +94,35 @@ template <typename T>
 cudaError_t gram_contract(const GramTileParams<T>& p, const T* weights, int64_t q, double* out,
                           cudaStream_t stream);
 
+// ---- The fused tensor-core route (precision "tf32" / "bf16", few features) --
+//
+// out (n x q, float64) += K(x, y) @ weights with the Gram tile from WMMA in
+// shared memory (contract_tc.cu).  x and y are the centred rows already
+// rounded to the precision: float32 values exact in tf32, or bf16 (bf16 ==
+// true); xnorms / ynorms their float64 squared norms.  With upper set (same,
+// n == m) tiles below the diagonal are skipped and those above it accumulate
+// in upper (w' K w = w' out + 2 w' upper).  Compute capability 8.0 or newer:
+// cudaErrorNotSupported otherwise.
+struct TcContractParams {
+  const void* x = nullptr;
+  const void* y = nullptr;
+  int64_t n = 0;
+  int64_t m = 0;
+  int64_t d = 0;
+  bool bf16 = false;
+  const double* xnorms = nullptr;
+  const double* ynorms = nullptr;
+  const float* weights = nullptr;   // m x q, row-major
+  int64_t q = 1;
+  double* out = nullptr;
+  double* upper = nullptr;
+  KernelParams kernel;
+  bool same = false;
+  bool exclude_diagonal = false;
+};
+
+cudaError_t contract_tc(const TcContractParams& p, cudaStream_t stream);
+
 // ---- Sliced Wasserstein: sorting (CUB) and the exact 1-D distances ----------
 
 // Bytes of CUB temporary storage sort_rows needs for `rows` rows of length len
