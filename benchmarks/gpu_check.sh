@@ -10,6 +10,13 @@ out=${OUT:-gpu-out}
 mkdir -p "$out"
 py=python3
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
+nvcc --version | tail -2 | tee -a "$out/gpu.txt"
+# What the build and the tests import, checked before the (slow) build.
+if ! $py -c "import scikit_build_core, pybind11, pytest, pytest_timeout, numpy, scipy, pandas, sklearn, torch; \
+print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available())" 2>&1 | tee -a "$out/gpu.txt"; then
+  echo "missing build or test dependencies" >&2
+  exit 4
+fi
 start=$(date +%s)
 if ! $py -m pip install --no-build-isolation --no-deps \
     -C cmake.define.SIMGAP_CUDA=ON -C cmake.define.SIMGAP_CUDA_ARCHITECTURES=90-real . \
@@ -19,9 +26,13 @@ if ! $py -m pip install --no-build-isolation --no-deps \
 fi
 echo "build: $(( $(date +%s) - start )) s"
 cd /tmp  # import the installed package, not the source tree
-$py -c "import simgap; print(simgap.backends(), simgap.build_info())" | tee -a "$out/gpu.txt"
+$py -c "import simgap, simgap._cuda as c; print(simgap.backends(), simgap.build_info()); \
+assert c.driver_version() >= c.runtime_version(), 'the driver is older than the CUDA runtime built in'" \
+  | tee -a "$out/gpu.txt"
 cd - >/dev/null
-$py -m pytest tests -m gpu -q -p no:cacheprovider -x --timeout=300 2>&1 | tee "$out/gpu_tests.log" | tail -40
+# No -x: one failure must not hide the others (the run is the only one for a while).
+$py -m pytest tests -m gpu -q -p no:cacheprovider -rfE --continue-on-collection-errors --timeout=300 \
+  --junitxml="$out/junit.xml" 2>&1 | tee "$out/gpu_tests.log" | tail -60
 tests_rc=${PIPESTATUS[0]}
 echo "gpu tests: rc=$tests_rc, $(( $(date +%s) - start )) s"
 $py benchmarks/gpu_bench.py ${QUICK:+--quick} --out "$out/gpu_bench.md" 2>&1 | tee "$out/gpu_bench.log"

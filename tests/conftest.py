@@ -65,6 +65,15 @@ def to_device(a, device):
     return torch.from_numpy(np.ascontiguousarray(a)).to(device)
 
 
+def from_device(a, device):
+    """The library's array result for inputs on ``device``, as NumPy: on CUDA it must
+    be a CUDA tensor (arrays come back where the inputs were)."""
+    if device == "cpu":
+        return a
+    assert isinstance(a, torch.Tensor) and a.is_cuda, f"expected a CUDA tensor, got {type(a).__name__}"
+    return a.detach().cpu().numpy()
+
+
 def gap_pair(rng, n, m, d, dtype, shift=0.75, shifted_dims=None):
     """x ~ N(0, I), y ~ N(0, I) shifted by ``shift`` in the first dims: MMD^2 and SW are O(0.1-1)."""
     x = rng.standard_normal((n, d))

@@ -21,12 +21,13 @@ SIZES = [(1, 1, 1), (2, 7, 3), (97, 65, 64), (1025, 513, 513), (4097, 130, 7)]
 DTYPES = [np.float32, np.float64]
 
 
-def _bw(kernel):
-    return 1.7 if kernel in ("gaussian", "laplacian", "imq") else "median"
+def _bw(kernel, d):
+    # Scaled with d so that float32 gaussian values do not underflow at d = 513.
+    return 1.7 * np.sqrt(d) if kernel in ("gaussian", "laplacian", "imq") else "median"
 
 
-def _ref_bw(kernel):
-    return 1.7 if kernel in ("gaussian", "laplacian", "imq") else None
+def _ref_bw(kernel, d):
+    return 1.7 * np.sqrt(d) if kernel in ("gaussian", "laplacian", "imq") else None
 
 
 def _cuda(a):
@@ -39,9 +40,9 @@ def _cuda(a):
 def test_kernel_matrix_cuda(rng, kernel, n, m, d, dtype):
     x = rng.normal(size=(n, d)).astype(dtype)
     y = (rng.normal(size=(m, d)) + 0.3).astype(dtype)
-    got = simgap.kernel_matrix(_cuda(x), _cuda(y), kernel=kernel, bandwidth=_bw(kernel))
+    got = simgap.kernel_matrix(_cuda(x), _cuda(y), kernel=kernel, bandwidth=_bw(kernel, x.shape[1]))
     assert got.is_cuda and got.dtype == (torch.float32 if dtype == np.float32 else torch.float64)
-    ref = ref_impl.kernel_matrix(x, y, kernel=kernel, bandwidth=_ref_bw(kernel))
+    ref = ref_impl.kernel_matrix(x, y, kernel=kernel, bandwidth=_ref_bw(kernel, x.shape[1]))
     np.testing.assert_allclose(got.cpu().numpy(), ref, **kernel_tol(dtype, ref))
 
 
@@ -53,9 +54,9 @@ def test_kernel_contract_cuda(rng, kernel, n, m, d, q, dtype):
     x = rng.normal(size=(n, d)).astype(dtype)
     y = (rng.normal(size=(m, d)) + 0.3).astype(dtype)
     w = rng.normal(size=(m, q)).astype(dtype)
-    got = simgap.kernel_contract(_cuda(x), _cuda(y), _cuda(w), kernel=kernel, bandwidth=_bw(kernel))
+    got = simgap.kernel_contract(_cuda(x), _cuda(y), _cuda(w), kernel=kernel, bandwidth=_bw(kernel, x.shape[1]))
     assert got.is_cuda and got.dtype == torch.float64
-    K = ref_impl.kernel_matrix(x, y, kernel=kernel, bandwidth=_ref_bw(kernel))
+    K = ref_impl.kernel_matrix(x, y, kernel=kernel, bandwidth=_ref_bw(kernel, x.shape[1]))
     ref = K @ w.astype(np.float64)
     np.testing.assert_allclose(got.cpu().numpy(), ref, **kernel_tol(dtype, ref))
 
@@ -66,10 +67,10 @@ def test_kernel_contract_cuda(rng, kernel, n, m, d, q, dtype):
 def test_mmd2_cuda_matches_cpu_and_reference(rng, kernel, estimator, dtype):
     x = rng.normal(size=(700, 16)).astype(dtype)
     y = (rng.normal(size=(513, 16)) + 0.5).astype(dtype)
-    got = simgap.mmd2(_cuda(x), _cuda(y), kernel=kernel, bandwidth=_bw(kernel), estimator=estimator)
+    got = simgap.mmd2(_cuda(x), _cuda(y), kernel=kernel, bandwidth=_bw(kernel, x.shape[1]), estimator=estimator)
     assert isinstance(got, float)
-    cpu = simgap.mmd2(x, y, kernel=kernel, bandwidth=_bw(kernel), estimator=estimator)
-    ref = ref_impl.mmd2(x, y, kernel=kernel, bandwidth=_ref_bw(kernel), estimator=estimator)
+    cpu = simgap.mmd2(x, y, kernel=kernel, bandwidth=_bw(kernel, x.shape[1]), estimator=estimator)
+    ref = ref_impl.mmd2(x, y, kernel=kernel, bandwidth=_ref_bw(kernel, x.shape[1]), estimator=estimator)
     tol = 1e-4 if dtype == np.float32 else 1e-7
     assert got == pytest.approx(ref, rel=tol, abs=tol)
     assert got == pytest.approx(cpu, rel=tol, abs=tol)
@@ -148,11 +149,11 @@ def small_tiles():
 def test_kernel_matrix_both_routes(rng, small_tiles, route, kernel, n, m, d, dtype):
     x = rng.normal(size=(n, d)).astype(dtype)
     y = (rng.normal(size=(m, d)) + 0.3).astype(dtype)
-    got = simgap.kernel_matrix(_cuda(x), _cuda(y), kernel=kernel, bandwidth=_bw(kernel))
-    ref = ref_impl.kernel_matrix(x, y, kernel=kernel, bandwidth=_ref_bw(kernel))
+    got = simgap.kernel_matrix(_cuda(x), _cuda(y), kernel=kernel, bandwidth=_bw(kernel, x.shape[1]))
+    ref = ref_impl.kernel_matrix(x, y, kernel=kernel, bandwidth=_ref_bw(kernel, x.shape[1]))
     np.testing.assert_allclose(got.cpu().numpy(), ref, **kernel_tol(dtype, ref))
-    same = simgap.kernel_matrix(_cuda(x), kernel=kernel, bandwidth=_bw(kernel)).cpu().numpy()
-    ref_same = ref_impl.kernel_matrix(x, kernel=kernel, bandwidth=_ref_bw(kernel))
+    same = simgap.kernel_matrix(_cuda(x), kernel=kernel, bandwidth=_bw(kernel, x.shape[1])).cpu().numpy()
+    ref_same = ref_impl.kernel_matrix(x, kernel=kernel, bandwidth=_ref_bw(kernel, x.shape[1]))
     np.testing.assert_allclose(same, ref_same, **kernel_tol(dtype, ref_same))
 
 
@@ -164,8 +165,8 @@ def test_kernel_contract_both_routes(rng, small_tiles, route, kernel, q, dtype):
     x = rng.normal(size=(150, 33)).astype(dtype)
     y = (rng.normal(size=(131, 33)) + 0.3).astype(dtype)
     w = rng.normal(size=(131, q)).astype(dtype)
-    got = simgap.kernel_contract(_cuda(x), _cuda(y), _cuda(w), kernel=kernel, bandwidth=_bw(kernel))
-    K = ref_impl.kernel_matrix(x, y, kernel=kernel, bandwidth=_ref_bw(kernel))
+    got = simgap.kernel_contract(_cuda(x), _cuda(y), _cuda(w), kernel=kernel, bandwidth=_bw(kernel, x.shape[1]))
+    K = ref_impl.kernel_matrix(x, y, kernel=kernel, bandwidth=_ref_bw(kernel, x.shape[1]))
     ref = K @ w.astype(np.float64)
     np.testing.assert_allclose(got.cpu().numpy(), ref, **kernel_tol(dtype, ref))
 
@@ -178,8 +179,8 @@ def test_mmd2_both_routes_symmetric_tiles(rng, small_tiles, route, kernel, estim
     # 4097 and 200 rows cross 64-row tiles unevenly; the self terms use only upper tiles.
     x = rng.normal(size=(4097, 9)).astype(dtype)
     y = (rng.normal(size=(200, 9)) + 0.5).astype(dtype)
-    got = simgap.mmd2(_cuda(x), _cuda(y), kernel=kernel, bandwidth=_bw(kernel), estimator=estimator)
-    ref = ref_impl.mmd2(x, y, kernel=kernel, bandwidth=_ref_bw(kernel), estimator=estimator)
+    got = simgap.mmd2(_cuda(x), _cuda(y), kernel=kernel, bandwidth=_bw(kernel, x.shape[1]), estimator=estimator)
+    ref = ref_impl.mmd2(x, y, kernel=kernel, bandwidth=_ref_bw(kernel, x.shape[1]), estimator=estimator)
     tol = 1e-4 if dtype == np.float32 else 1e-7
     assert got == pytest.approx(ref, rel=tol, abs=tol)
 
@@ -199,7 +200,8 @@ def test_near_duplicates_root_kernels_gemm_route(rng, small_tiles):
     x = (rng.normal(size=(300, 256)) * 2 + 30).astype(np.float32)
     y = (x + 1e-4 * rng.normal(size=x.shape)).astype(np.float32)
     for kernel in ("laplacian", "energy"):
-        got = simgap.kernel_matrix(_cuda(x), _cuda(y), kernel=kernel, bandwidth=1.0).cpu().numpy()
+        bw = 1.0 if kernel == "laplacian" else "median"  # energy has no bandwidth
+        got = simgap.kernel_matrix(_cuda(x), _cuda(y), kernel=kernel, bandwidth=bw).cpu().numpy()
         ref = ref_impl.kernel_matrix(x, y, kernel=kernel, bandwidth=1.0 if kernel == "laplacian" else None)
         np.testing.assert_allclose(np.diag(got), np.diag(ref), rtol=1e-3, atol=1e-6)
 

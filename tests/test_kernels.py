@@ -8,7 +8,7 @@ import torch
 
 import simgap
 import _reference as ref
-from conftest import DEVICES, DTYPES, kernel_tol, rtol, to_device
+from conftest import DEVICES, DTYPES, from_device, kernel_tol, rtol, to_device
 
 KERNELS = ref.KERNELS
 
@@ -69,6 +69,7 @@ def test_kernel_matrix_matches_reference(shape, kernel, dtype, device, rng):
     x, y = _data(rng, n, m, d, dtype)
     bw = _bandwidth(kernel, x, y)
     got = simgap.kernel_matrix(to_device(x, device), to_device(y, device), **_kw(kernel, bw))
+    got = from_device(got, device)
     expected = ref.kernel_matrix(x, y, kernel=kernel, bandwidth=bw)
     assert isinstance(got, np.ndarray)
     assert got.shape == (n, m)
@@ -83,6 +84,7 @@ def test_kernel_matrix_matches_reference(shape, kernel, dtype, device, rng):
 def test_kernel_matrix_y_none_is_k_x_x(n, d, kernel, dtype, device, rng):
     x = (rng.standard_normal((n, d)) + 2.0).astype(dtype)
     got = simgap.kernel_matrix(to_device(x, device), kernel=kernel)
+    got = from_device(got, device)
     expected = ref.kernel_matrix(x, kernel=kernel)  # median of x alone
     assert got.shape == (n, n) and got.dtype == dtype
     tol = kernel_tol(dtype, expected)
@@ -98,6 +100,7 @@ def test_kernel_matrix_y_none_is_k_x_x(n, d, kernel, dtype, device, rng):
 def test_kernel_matrix_default_bandwidth_is_median(kernel, dtype, device, rng):
     x, y = _data(rng, 300, 211, 5, dtype)
     got = simgap.kernel_matrix(to_device(x, device), to_device(y, device), kernel=kernel)
+    got = from_device(got, device)
     expected = ref.kernel_matrix(x, y, kernel=kernel, bandwidth=ref.median_bandwidth(x, y))
     np.testing.assert_allclose(got, expected, **kernel_tol(dtype, expected))
     # ...and not some other scale (e.g. the median of x alone).
@@ -114,6 +117,7 @@ def test_multiscale_gaussian(container, dtype, device, rng):
     sigmas = [0.25 * med, med, 4.0 * med]
     got = simgap.kernel_matrix(to_device(x, device), to_device(y, device), kernel="gaussian",
                                bandwidth=container(sigmas))
+    got = from_device(got, device)
     expected = ref.kernel_matrix(x, y, kernel="gaussian", bandwidth=sigmas)
     np.testing.assert_allclose(got, expected, **kernel_tol(dtype, expected))
     assert np.max(expected) > 1.5  # a sum over three scales, not one of them
@@ -155,6 +159,7 @@ def test_near_duplicate_rows(d, kernel, dtype, device, rng):
     y = (x[:150].astype(np.float64) + 1e-3 * rng.standard_normal((150, d))).astype(dtype)
     bw = _bandwidth(kernel, x, y)
     got = simgap.kernel_matrix(to_device(x, device), to_device(y, device), **_kw(kernel, bw))
+    got = from_device(got, device)
     expected = ref.kernel_matrix(x, y, kernel=kernel, bandwidth=bw)
     np.testing.assert_allclose(got, expected, **kernel_tol(dtype, expected))
 
@@ -173,6 +178,7 @@ def test_kernel_contract_matches_reference(shape, kernel, q, dtype, device, rng)
     bw = _bandwidth(kernel, x, y)
     got = simgap.kernel_contract(to_device(x, device), to_device(y, device), to_device(w, device),
                                  **_kw(kernel, bw))
+    got = from_device(got, device)
     assert isinstance(got, np.ndarray)
     assert got.dtype == np.float64
     assert got.shape == ((n,) if q is None else (n, q))
