@@ -601,3 +601,11 @@ def test_sim_optimizer_device_branch_equals_cpu(fake, monkeypatch, rng):
     np.testing.assert_allclose(v_dev, v_cpu, rtol=1e-9)
     with pytest.raises(ValueError, match=r"synthetic_sets\[1\] is on cpu but real is on cuda:0"):
         dev.tell(configs[:2], [_t(sets[0]), sets[1]])
+
+
+def test_device_median_is_numpys_and_has_no_size_limit(rng):
+    for k in (1, 2, 7, 10):
+        v = rng.normal(size=k)
+        assert _cuda_ops.median(_t(v)) == np.median(v)
+    big = rng.random(2**24 + 3).astype(np.float32)  # torch.quantile refuses more than 2^24 values
+    assert _cuda_ops.median(_t(big)) == pytest.approx(float(np.median(big)), rel=0, abs=0)

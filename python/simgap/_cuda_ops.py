@@ -189,9 +189,13 @@ def fp32_matmul(mode: str):
     inside the block; the caller's setting is restored after."""
     torch = _torch()
     mm = torch.backends.cuda.matmul
-    if hasattr(mm, "fp32_precision"):
-        old = mm.fp32_precision
-        mm.fp32_precision = mode
+    old = getattr(mm, "fp32_precision", None)
+    if old is not None:
+        try:
+            mm.fp32_precision = mode
+        except (RuntimeError, ValueError, TypeError):  # an older spelling of the new API
+            old = None
+    if old is not None:
         try:
             yield
         finally:
@@ -421,11 +425,19 @@ def median_bandwidth(arrays: Sequence[Any], max_points: int, seed: Any) -> float
     z = torch.cat(parts)
     z = z - z.mean(dim=0)
     dist = torch.pdist(z)
-    med = float(torch.quantile(dist, 0.5))
+    med = median(dist)
     if med > 0:
         return med
     positive = dist[dist > 0]
-    return float(torch.quantile(positive, 0.5)) if positive.numel() else 1.0
+    return median(positive) if positive.numel() else 1.0
+
+
+def median(t) -> float:
+    """NumPy's median (the mean of the two middle values) of a 1-D tensor, by a
+    sort: torch.quantile refuses more than 2^24 values."""
+    s = _torch().sort(t.reshape(-1)).values
+    k = s.numel()
+    return 0.5 * (float(s[(k - 1) // 2]) + float(s[k // 2]))
 
 
 def _weights(w: Any, n: int, name: str, device) -> Any:

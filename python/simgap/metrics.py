@@ -205,8 +205,9 @@ def realism_score(real: Any, fake: Any, *, k: int = 3) -> np.ndarray:
     if _on_cpu(radii):
         kept = np.where(radii <= np.median(radii), radii, -1.0)
         return np.sqrt(_radius_stats(fa, ra, kept, center)[1])
-    # numpy's median (the mean of the two middle values), on the device
-    kept = radii.where(radii <= radii.quantile(0.5), -1.0)
+    from . import _cuda_ops
+
+    kept = radii.where(radii <= _cuda_ops.median(radii), -1.0)  # numpy's median, on the device
     return _radius_stats(fa, ra, kept, center)[1].sqrt()
 
 
