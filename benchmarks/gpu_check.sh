@@ -7,6 +7,7 @@
 #   QUICK=1 bash benchmarks/gpu_check.sh    # benchmark up to n = 10^5 only
 #   STEPS="build tests" bash benchmarks/gpu_check.sh   # then, on the same warm machine,
 #   STEPS=bench bash benchmarks/gpu_check.sh           # when one call's time limit is too short
+#   STEPS="sanitize" ...                               # compute-sanitizer memcheck + racecheck, a subset
 set -uo pipefail
 steps=${STEPS:-build tests bench}
 has() { [[ " $steps " == *" $1 "* ]]; }
@@ -39,10 +40,19 @@ cd - >/dev/null
 tests_rc=0
 if has tests; then
   # No -x: one failure must not hide the others (the run is the only one for a while).
-  $py -m pytest tests -m gpu -q -p no:cacheprovider -rfE --continue-on-collection-errors --timeout=300 \
+  # Synchronous launches: a fault inside a kernel is reported by the call that made it.
+  CUDA_LAUNCH_BLOCKING=1 $py -m pytest tests -m gpu -q -p no:cacheprovider -rfE --continue-on-collection-errors --timeout=300 \
     --junitxml="$out/junit.xml" 2>&1 | tee "$out/gpu_tests.log" | tail -60
   tests_rc=${PIPESTATUS[0]}
   echo "gpu tests: rc=$tests_rc, $(( $(date +%s) - start )) s"
+fi
+if has sanitize; then  # opt-in (Firecracker machines): memory and race checks on a small subset
+  for tool in memcheck racecheck; do
+    timeout 240 compute-sanitizer --tool $tool --error-exitcode 9 \
+      $py -m pytest tests/test_cuda.py -q -p no:cacheprovider -k "gaussian and (both_routes or tensor_core_route_matches) and not 4097 and not 1025 and not 257" \
+      2>&1 | tee "$out/sanitize_$tool.log" | tail -15
+    echo "compute-sanitizer $tool: rc=${PIPESTATUS[0]}"
+  done
 fi
 bench_rc=0
 if has bench; then

@@ -22,6 +22,30 @@ void check(cudaError_t status, const char* what) {
   }
 }
 
+// Makes `device` current for the call and restores the previous device after.
+// This module links its own (static) CUDA runtime, but the current context is
+// per thread in the driver: without the restore, a call on a tensor of
+// another GPU would move torch's current device behind its back.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    check(cudaGetDevice(&old_), "cudaGetDevice");
+    if (old_ != device) {
+      check(cudaSetDevice(device), "cudaSetDevice");
+      restore_ = true;
+    }
+  }
+  ~DeviceGuard() {
+    if (restore_) (void)cudaSetDevice(old_);
+  }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int old_ = 0;
+  bool restore_ = false;
+};
+
 
 // Evaluate the kernel elementwise on device buffers given as integer
 // addresses (torch's data_ptr()), on the given device and stream.
@@ -31,7 +55,7 @@ void kernel_values(std::uintptr_t d2, std::uintptr_t g, std::uintptr_t out, int6
   const simgap::KernelParams kp = simgap::make_kernel(kernel, scales, gamma, coef0, degree);
   auto s = reinterpret_cast<cudaStream_t>(stream);
   py::gil_scoped_release release;
-  check(cudaSetDevice(device), "cudaSetDevice");
+  DeviceGuard guard(device);
   if (is_double)
     check(simgap::cuda::kernel_values<double>(kp, reinterpret_cast<const double*>(d2),
                                               reinterpret_cast<const double*>(g),
@@ -65,7 +89,9 @@ void prepare(P& p, std::uintptr_t x, int64_t n, std::uintptr_t y, int64_t m, int
   // not torch's: the callers set the device passed from Python first.
   p.x = device_view<T>(x, n, d);
   p.y = device_view<T>(y, m, d);
-  p.center = center ? reinterpret_cast<const double*>(center) : nullptr;
+  // As on the CPU: dot-product kernels (polynomial, linear) are not centred.
+  p.center = (center && simgap::uses_distance(kp.type)) ? reinterpret_cast<const double*>(center)
+                                                         : nullptr;
   p.kernel = kp;
   p.same = same;
   check(simgap::cuda::row_norms<T>(p.x, p.center, reinterpret_cast<double*>(xn), s), "row_norms(x)");
@@ -85,7 +111,7 @@ void kernel_contract(std::uintptr_t x, int64_t n, std::uintptr_t y, int64_t m, i
   if (n == 0 || m == 0 || q == 0) return;
   auto s = reinterpret_cast<cudaStream_t>(stream);
   py::gil_scoped_release release;
-  check(cudaSetDevice(device), "cudaSetDevice");
+  DeviceGuard guard(device);
   auto run = [&](auto tag) {
     using T = decltype(tag);
     simgap::ContractParams<T> p;
@@ -137,7 +163,7 @@ void contract_tc(std::uintptr_t x, int64_t n, std::uintptr_t y, int64_t m, int64
   p.exclude_diagonal = exclude_diagonal;
   auto s = reinterpret_cast<cudaStream_t>(stream);
   py::gil_scoped_release release;
-  check(cudaSetDevice(device), "cudaSetDevice");
+  DeviceGuard guard(device);
   check(simgap::cuda::contract_tc(p, s), "contract_tc");
 }
 
@@ -150,7 +176,7 @@ void kernel_matrix(std::uintptr_t x, int64_t n, std::uintptr_t y, int64_t m, int
   if (n == 0 || m == 0) return;
   auto s = reinterpret_cast<cudaStream_t>(stream);
   py::gil_scoped_release release;
-  check(cudaSetDevice(device), "cudaSetDevice");
+  DeviceGuard guard(device);
   auto run = [&](auto tag) {
     using T = decltype(tag);
     simgap::MatrixParams<T> p;
@@ -202,7 +228,7 @@ void gram_kernel_values(std::uintptr_t gram, int64_t ld_gram, int64_t rows, int6
   if (is_double && !out_double) throw std::invalid_argument("out: a float64 Gram tile needs a float64 output");
   auto s = reinterpret_cast<cudaStream_t>(stream);
   py::gil_scoped_release release;
-  check(cudaSetDevice(device), "cudaSetDevice");
+  DeviceGuard guard(device);
   if (is_double) {
     auto p = gram_tile<double>(gram, ld_gram, rows, cols, row0, col0, xn, yn, x, y, d, kp, same,
                                exclude_diagonal);
@@ -232,7 +258,7 @@ void gram_contract(std::uintptr_t gram, int64_t ld_gram, int64_t rows, int64_t c
     throw std::invalid_argument("q: gram_contract takes between 1 and 8 weight columns");
   auto s = reinterpret_cast<cudaStream_t>(stream);
   py::gil_scoped_release release;
-  check(cudaSetDevice(device), "cudaSetDevice");
+  DeviceGuard guard(device);
   auto run = [&](auto tag) {
     using T = decltype(tag);
     auto p = gram_tile<T>(gram, ld_gram, rows, cols, row0, col0, xn, yn, x, y, d, kp, same,
@@ -250,7 +276,7 @@ void row_norms(std::uintptr_t x, int64_t n, int64_t d, std::uintptr_t out, bool 
                int device, std::uintptr_t stream) {
   auto s = reinterpret_cast<cudaStream_t>(stream);
   py::gil_scoped_release release;
-  check(cudaSetDevice(device), "cudaSetDevice");
+  DeviceGuard guard(device);
   if (is_double)
     check(simgap::cuda::row_norms<double>(device_view<double>(x, n, d), nullptr,
                                           reinterpret_cast<double*>(out), s),
@@ -263,7 +289,7 @@ void row_norms(std::uintptr_t x, int64_t n, int64_t d, std::uintptr_t out, bool 
 
 std::size_t sort_rows_temp_bytes(int64_t len, int64_t rows, bool is_double, int device) {
   py::gil_scoped_release release;
-  check(cudaSetDevice(device), "cudaSetDevice");
+  DeviceGuard guard(device);
   std::size_t bytes = 0;
   check(is_double ? simgap::cuda::sort_rows_temp_bytes<double>(len, rows, &bytes)
                   : simgap::cuda::sort_rows_temp_bytes<float>(len, rows, &bytes),
@@ -277,7 +303,7 @@ void sort_rows(std::uintptr_t in, std::uintptr_t out, int64_t len, int64_t rows,
                std::uintptr_t stream) {
   auto s = reinterpret_cast<cudaStream_t>(stream);
   py::gil_scoped_release release;
-  check(cudaSetDevice(device), "cudaSetDevice");
+  DeviceGuard guard(device);
   void* t = reinterpret_cast<void*>(temp);
   if (is_double)
     check(simgap::cuda::sort_rows<double>(reinterpret_cast<const double*>(in),
@@ -297,7 +323,7 @@ void wasserstein_1d(std::uintptr_t u, int64_t n, std::uintptr_t cu, std::uintptr
                     int device, std::uintptr_t stream) {
   auto s = reinterpret_cast<cudaStream_t>(stream);
   py::gil_scoped_release release;
-  check(cudaSetDevice(device), "cudaSetDevice");
+  DeviceGuard guard(device);
   auto run = [&](auto tag) {
     using T = decltype(tag);
     check(simgap::cuda::wasserstein_1d<T>(reinterpret_cast<const T*>(u), n,

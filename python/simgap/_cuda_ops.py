@@ -283,9 +283,11 @@ class Operand:
         torch = _torch()
         a, b = self.gemm[i0:i1], other.gemm[j0:j1].t()
         if a.dtype == torch.bfloat16:
-            return torch.mm(a, b, out_dtype=torch.float32)
-        with fp32_matmul(self.mode):
-            return torch.mm(a, b)
+            g = torch.mm(a, b, out_dtype=torch.float32)
+        else:
+            with fp32_matmul(self.mode):
+                g = torch.mm(a, b)
+        return g if g.is_contiguous() else g.contiguous()  # the epilogues read it row-major
 
 
 def use_gemm(d: int, precision: str, q: int = 1) -> bool:
