@@ -97,91 +97,109 @@ __device__ __forceinline__ float tc_value(const TcContractParams& p, int64_t gi,
   return kernel_value<KT, float>(d2, g, p.kernel);
 }
 
+// One 64 x 64 tile: target[i0 + i] += sum_j k(x_{i0+i}, y_{j0+j}) w_{j0+j}.
 template <KernelType KT, typename In>
-__global__ void __launch_bounds__(kTcThreads) contract_tc_kernel(TcContractParams p) {
+__device__ __forceinline__ void tc_tile(const TcContractParams& p, int64_t i0, int64_t j0, double* target,
+                                        TcShared<In>& sh) {
 #if defined(__CUDA_ARCH__) && SIMGAP_TC_AVAILABLE
   using Shape = TcShape<In>;
   using Frag = typename Shape::Frag;
   constexpr int kK = Shape::kK, kLd = Shape::kLd;
-  __shared__ TcShared<In> sh;
   const In* __restrict__ x = static_cast<const In*>(p.x);
   const In* __restrict__ y = static_cast<const In*>(p.y);
   const int64_t n = p.n, m = p.m, d = p.d, q = p.q;
   const int tid = threadIdx.x, warp = tid / 32;
   const int wr = (warp / 2) * 32, wc = (warp % 2) * 32;  // the warp's quarter of the tile
   const int r = tid / 2, h = tid % 2;                     // epilogue: row r, columns h, h+2, ...
-  const int64_t i0 = int64_t(blockIdx.x) * kTcTile;
   const int64_t gi = i0 + r;
-  const int64_t ytiles = (m + kTcTile - 1) / kTcTile;
-  for (int64_t jt = blockIdx.y; jt < ytiles; jt += gridDim.y) {
-    // Symmetric sums: the whole block skips the tiles below the diagonal.
-    if (p.upper != nullptr && jt < int64_t(blockIdx.x)) continue;
-    double* target = (p.upper != nullptr && jt > int64_t(blockIdx.x)) ? p.upper : p.out;
-    const int64_t j0 = jt * kTcTile;
 
-    wmma::fragment<wmma::accumulator, 16, 16, kK, float> acc[2][2];
+  wmma::fragment<wmma::accumulator, 16, 16, kK, float> acc[2][2];
 #pragma unroll
-    for (int a = 0; a < 2; ++a)
+  for (int a = 0; a < 2; ++a)
 #pragma unroll
-      for (int b = 0; b < 2; ++b) wmma::fill_fragment(acc[a][b], 0.0f);
+    for (int b = 0; b < 2; ++b) wmma::fill_fragment(acc[a][b], 0.0f);
 
-    for (int64_t k0 = 0; k0 < d; k0 += kTcChunk) {
-      for (int e = tid; e < kTcTile * kTcChunk; e += kTcThreads) {
-        const int row = e / kTcChunk, kk = e % kTcChunk;
-        const int64_t gk = k0 + kk, xi = i0 + row, yj = j0 + row;
-        sh.a[row][kk] = (xi < n && gk < d) ? x[xi * d + gk] : tc_zero<In>();
-        sh.b[row][kk] = (yj < m && gk < d) ? y[yj * d + gk] : tc_zero<In>();
-      }
-      __syncthreads();
-#pragma unroll
-      for (int kk = 0; kk < kTcChunk; kk += kK) {
-        wmma::fragment<wmma::matrix_a, 16, 16, kK, Frag, wmma::row_major> fa[2];
-        wmma::fragment<wmma::matrix_b, 16, 16, kK, Frag, wmma::col_major> fb[2];
-#pragma unroll
-        for (int a = 0; a < 2; ++a) {
-          wmma::load_matrix_sync(fa[a], &sh.a[wr + 16 * a][kk], kLd);
-          wmma::load_matrix_sync(fb[a], &sh.b[wc + 16 * a][kk], kLd);  // B = Y^T: column-major
-          if constexpr (sizeof(In) == 4) {
-#pragma unroll
-            for (int t = 0; t < fa[a].num_elements; ++t) fa[a].x[t] = wmma::__float_to_tf32(fa[a].x[t]);
-#pragma unroll
-            for (int t = 0; t < fb[a].num_elements; ++t) fb[a].x[t] = wmma::__float_to_tf32(fb[a].x[t]);
-          }
-        }
-#pragma unroll
-        for (int a = 0; a < 2; ++a)
-#pragma unroll
-          for (int b = 0; b < 2; ++b) wmma::mma_sync(acc[a][b], fa[a], fb[b], acc[a][b]);
-      }
-      __syncthreads();  // before the next slice overwrites a and b
+  for (int64_t k0 = 0; k0 < d; k0 += kTcChunk) {
+    for (int e = tid; e < kTcTile * kTcChunk; e += kTcThreads) {
+      const int row = e / kTcChunk, kk = e % kTcChunk;
+      const int64_t gk = k0 + kk, xi = i0 + row, yj = j0 + row;
+      sh.a[row][kk] = (xi < n && gk < d) ? x[xi * d + gk] : tc_zero<In>();
+      sh.b[row][kk] = (yj < m && gk < d) ? y[yj * d + gk] : tc_zero<In>();
     }
-#pragma unroll
-    for (int a = 0; a < 2; ++a)
-#pragma unroll
-      for (int b = 0; b < 2; ++b)
-        wmma::store_matrix_sync(&sh.c[wr + 16 * a][wc + 16 * b], acc[a][b], kTcLdC,
-                                wmma::mem_row_major);
     __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < kTcChunk; kk += kK) {
+      wmma::fragment<wmma::matrix_a, 16, 16, kK, Frag, wmma::row_major> fa[2];
+      wmma::fragment<wmma::matrix_b, 16, 16, kK, Frag, wmma::col_major> fb[2];
+#pragma unroll
+      for (int a = 0; a < 2; ++a) {
+        wmma::load_matrix_sync(fa[a], &sh.a[wr + 16 * a][kk], kLd);
+        wmma::load_matrix_sync(fb[a], &sh.b[wc + 16 * a][kk], kLd);  // B = Y^T: column-major
+        if constexpr (sizeof(In) == 4) {
+#pragma unroll
+          for (int t = 0; t < fa[a].num_elements; ++t) fa[a].x[t] = wmma::__float_to_tf32(fa[a].x[t]);
+#pragma unroll
+          for (int t = 0; t < fb[a].num_elements; ++t) fb[a].x[t] = wmma::__float_to_tf32(fb[a].x[t]);
+        }
+      }
+#pragma unroll
+      for (int a = 0; a < 2; ++a)
+#pragma unroll
+        for (int b = 0; b < 2; ++b) wmma::mma_sync(acc[a][b], fa[a], fb[b], acc[a][b]);
+    }
+    __syncthreads();  // before the next slice overwrites a and b
+  }
+#pragma unroll
+  for (int a = 0; a < 2; ++a)
+#pragma unroll
+    for (int b = 0; b < 2; ++b)
+      wmma::store_matrix_sync(&sh.c[wr + 16 * a][wc + 16 * b], acc[a][b], kTcLdC, wmma::mem_row_major);
+  __syncthreads();
 
-    // Kernel values in place: each element is read and written by one thread.
+  // Kernel values in place: each element is read and written by one thread.
+  for (int t = 0; t < kTcTile / 2; ++t) {
+    const int col = h + 2 * t;
+    const int64_t gj = j0 + col;
+    sh.c[r][col] = (gi < n && gj < m) ? tc_value<KT>(p, gi, gj, sh.c[r][col]) : 0.0f;
+  }
+  for (int64_t c = 0; c < q; ++c) {
+    float part = 0.0f;
     for (int t = 0; t < kTcTile / 2; ++t) {
       const int col = h + 2 * t;
       const int64_t gj = j0 + col;
-      sh.c[r][col] = (gi < n && gj < m) ? tc_value<KT>(p, gi, gj, sh.c[r][col]) : 0.0f;
+      if (gj < m) part += sh.c[r][col] * p.weights[gj * q + c];
     }
-    for (int64_t c = 0; c < q; ++c) {
-      float part = 0.0f;
-      for (int t = 0; t < kTcTile / 2; ++t) {
-        const int col = h + 2 * t;
-        const int64_t gj = j0 + col;
-        if (gj < m) part += sh.c[r][col] * p.weights[gj * q + c];
-      }
-      part += __shfl_xor_sync(0xffffffffu, part, 1);  // the two threads of row r are lanes 2k, 2k+1
-      if (h == 0 && gi < n) atomicAdd(target + gi * q + c, double(part));
-    }
-    __syncthreads();  // c is overwritten by the next tile
+    part += __shfl_xor_sync(0xffffffffu, part, 1);  // the two threads of row r are lanes 2k, 2k+1
+    if (h == 0 && gi < n) atomicAdd(target + gi * q + c, double(part));
   }
+  __syncthreads();  // c (and a, b) are overwritten by the next tile
 #endif
+}
+
+template <KernelType KT, typename In>
+__global__ void __launch_bounds__(kTcThreads) contract_tc_kernel(TcContractParams p) {
+  __shared__ TcShared<In> sh;
+  const int64_t nt = (p.m + kTcTile - 1) / kTcTile;
+  // Plain: x tile blockIdx.x against the y tiles on grid.y (looping).
+  // Symmetric sums (upper): the tiles on and above the diagonal, tile rows a
+  // and nt - 1 - a folded into one block, nt + 1 slots (as kernel_contract.cu).
+  const bool upper = p.upper != nullptr;
+  const int64_t a = blockIdx.x, b = nt - 1 - a;
+  const int64_t slots = upper ? nt + 1 : nt;
+  for (int64_t c = blockIdx.y; c < slots; c += gridDim.y) {
+    int64_t it = a, jt = c;
+    if (upper) {
+      if (c < nt - a) {
+        jt = a + c;
+      } else if (a != b) {
+        it = b;
+        jt = b + (c - (nt - a));
+      } else {
+        continue;  // the same for the whole block
+      }
+    }
+    tc_tile<KT, In>(p, it * kTcTile, jt * kTcTile, (upper && jt > it) ? p.upper : p.out, sh);
+  }
 }
 
 }  // namespace
@@ -201,7 +219,9 @@ cudaError_t contract_tc(const TcContractParams& p, cudaStream_t stream) {
   if (major < 8) return cudaErrorNotSupported;  // tf32 / bf16 mma need sm_80+
   const int64_t xt = (p.n + kTcTile - 1) / kTcTile, yt = (p.m + kTcTile - 1) / kTcTile;
   if (xt > 0x7fffffff) return cudaErrorInvalidValue;
-  const dim3 grid(static_cast<unsigned>(xt), static_cast<unsigned>(yt < 65535 ? yt : 65535));
+  dim3 grid(static_cast<unsigned>(xt), static_cast<unsigned>(yt < 65535 ? yt : 65535));
+  if (p.upper != nullptr)  // folded tile rows: ceil(T / 2) x (T + 1)
+    grid = dim3(static_cast<unsigned>((xt + 1) / 2), static_cast<unsigned>(xt + 1 < 65535 ? xt + 1 : 65535));
   SIMGAP_KERNEL_SWITCH(p.kernel.type, KT, [&] {
     if (p.bf16)
       contract_tc_kernel<KT, __nv_bfloat16><<<grid, kTcThreads, 0, stream>>>(p);
