@@ -127,15 +127,6 @@ def check_precision(precision: Any, device: str) -> str:
     return precision
 
 
-def require_cpu(op: str, device: str) -> None:
-    """Raise for operations that have no CUDA implementation in this build."""
-    if device != "cpu":
-        raise NotImplementedError(
-            f"simgap.{op} has no CUDA implementation in this version; "
-            "pass CPU arrays (tensor.cpu()) instead"
-        )
-
-
 # ---- the few array moves shared by the analysis layers (NumPy arrays or CUDA tensors) ----------
 
 def take_rows(a: Any, rows: Any) -> Any:
