@@ -20,6 +20,7 @@
 #include "simgap/cuda_ops.h"
 #include "simgap/kernel_math.h"
 #include "simgap/static_switch.h"
+#include "tile_common.cuh"
 
 namespace simgap {
 namespace cuda {
@@ -181,23 +182,14 @@ __global__ void __launch_bounds__(kTcThreads) contract_tc_kernel(TcContractParam
   __shared__ TcShared<In> sh;
   const int64_t nt = (p.m + kTcTile - 1) / kTcTile;
   // Plain: x tile blockIdx.x against the y tiles on grid.y (looping).
-  // Symmetric sums (upper): the tiles on and above the diagonal, tile rows a
-  // and nt - 1 - a folded into one block, nt + 1 slots (as kernel_contract.cu).
+  // Symmetric sums (upper): the tiles on and above the diagonal, folded
+  // (tile::folded_tile, as kernel_contract.cu); the tile side is the same.
+  static_assert(kTcTile == tile::kTile, "the fold's tiles");
   const bool upper = p.upper != nullptr;
-  const int64_t a = blockIdx.x, b = nt - 1 - a;
   const int64_t slots = upper ? nt + 1 : nt;
   for (int64_t c = blockIdx.y; c < slots; c += gridDim.y) {
-    int64_t it = a, jt = c;
-    if (upper) {
-      if (c < nt - a) {
-        jt = a + c;
-      } else if (a != b) {
-        it = b;
-        jt = b + (c - (nt - a));
-      } else {
-        continue;  // the same for the whole block
-      }
-    }
+    int64_t it = blockIdx.x, jt = c;
+    if (upper && !tile::folded_tile(nt, blockIdx.x, c, it, jt)) continue;  // uniform in the block
     tc_tile<KT, In>(p, it * kTcTile, jt * kTcTile, (upper && jt > it) ? p.upper : p.out, sh);
   }
 }
@@ -220,8 +212,7 @@ cudaError_t contract_tc(const TcContractParams& p, cudaStream_t stream) {
   const int64_t xt = (p.n + kTcTile - 1) / kTcTile, yt = (p.m + kTcTile - 1) / kTcTile;
   if (xt > 0x7fffffff) return cudaErrorInvalidValue;
   dim3 grid(static_cast<unsigned>(xt), static_cast<unsigned>(yt < 65535 ? yt : 65535));
-  if (p.upper != nullptr)  // folded tile rows: ceil(T / 2) x (T + 1)
-    grid = dim3(static_cast<unsigned>((xt + 1) / 2), static_cast<unsigned>(xt + 1 < 65535 ? xt + 1 : 65535));
+  if (p.upper != nullptr) grid = tile::folded_grid(xt);
   SIMGAP_KERNEL_SWITCH(p.kernel.type, KT, [&] {
     if (p.bf16)
       contract_tc_kernel<KT, __nv_bfloat16><<<grid, kTcThreads, 0, stream>>>(p);

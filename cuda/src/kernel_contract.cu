@@ -76,23 +76,12 @@ __global__ void __launch_bounds__(256) contract_kernel(ContractParams<T> p,
       contract_tile<KT, T>(p, xn, yn, i0, jt * tile::kTile, p.out, sh);
     return;
   }
-  // Symmetric sums (x is y, nt tiles a side): only the tiles on and above the
-  // diagonal, folded so that no block idles.  Block a owns tile row a (nt - a
-  // tiles) and tile row b = nt - 1 - a (a + 1 tiles): nt + 1 slots on grid.y
-  // (looping), the middle row of an odd nt once.  Diagonal tiles go to out,
-  // those above it to upper (w' K w = w' out + 2 w' upper).
-  const int64_t nt = ytiles, a = blockIdx.x, b = nt - 1 - a;
-  for (int64_t c = blockIdx.y; c <= nt; c += gridDim.y) {
+  // Symmetric sums (x is y): the tiles on and above the diagonal, folded
+  // (tile::folded_tile).  Diagonal tiles go to out, those above it to upper
+  // (w' K w = w' out + 2 w' upper).
+  for (int64_t c = blockIdx.y; c <= ytiles; c += gridDim.y) {
     int64_t it, jt;
-    if (c < nt - a) {
-      it = a;
-      jt = a + c;
-    } else if (a != b) {
-      it = b;
-      jt = b + (c - (nt - a));
-    } else {
-      continue;  // the same for the whole block
-    }
+    if (!tile::folded_tile(ytiles, blockIdx.x, c, it, jt)) continue;
     contract_tile<KT, T>(p, xn, yn, it * tile::kTile, jt * tile::kTile, jt > it ? p.upper : p.out, sh);
   }
 }
@@ -118,10 +107,7 @@ cudaError_t kernel_contract(const ContractParams<T>& p, const double* xnorms,
   if (p.upper != nullptr && !(p.same && p.x.rows == p.y.rows)) return cudaErrorInvalidValue;
   dim3 grid = tile::grid_dim(p.x.rows, p.y.rows);
   const dim3 block = tile::block_dim();
-  if (p.upper != nullptr) {  // folded tile rows: ceil(T / 2) x (T + 1)
-    const int64_t t = (p.x.rows + tile::kTile - 1) / tile::kTile;
-    grid = dim3(static_cast<unsigned>((t + 1) / 2), static_cast<unsigned>(t + 1 < 65535 ? t + 1 : 65535));
-  }
+  if (p.upper != nullptr) grid = tile::folded_grid((p.x.rows + tile::kTile - 1) / tile::kTile);
   SIMGAP_KERNEL_SWITCH(p.kernel.type, KT, [&] {
     contract_kernel<KT, T><<<grid, block, 0, stream>>>(p, xnorms, ynorms);
   });

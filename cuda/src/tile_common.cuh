@@ -108,6 +108,29 @@ __device__ __forceinline__ void epilogue(const PairParams<T>& p, const double* _
   }
 }
 
+// Symmetric sums over nt x nt tiles need only the tiles on and above the
+// diagonal.  Folded so that no block idles: block a (of ceil(nt / 2)) owns tile
+// row a (nt - a tiles) and tile row nt - 1 - a (a + 1 tiles), nt + 1 slots in
+// all; slot c maps to the tile (it, jt).  False for the spare slot of the
+// middle row when nt is odd (the same for the whole block).
+__device__ __forceinline__ bool folded_tile(int64_t nt, int64_t a, int64_t c, int64_t& it, int64_t& jt) {
+  const int64_t b = nt - 1 - a;
+  if (c < nt - a) {
+    it = a;
+    jt = a + c;
+    return true;
+  }
+  if (a == b) return false;
+  it = b;
+  jt = b + (c - (nt - a));
+  return true;
+}
+
+// The grid of a folded symmetric sum: ceil(nt / 2) x (nt + 1) slots (grid.y capped, looping).
+inline dim3 folded_grid(int64_t nt) {
+  return dim3(static_cast<unsigned>((nt + 1) / 2), static_cast<unsigned>(nt + 1 < 65535 ? nt + 1 : 65535));
+}
+
 inline dim3 block_dim() { return dim3(kThreads, kThreads); }
 
 // x tiles on grid.x, y tiles on grid.y (the kernels loop when there are more
