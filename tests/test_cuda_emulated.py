@@ -11,8 +11,9 @@ and the 65535 grid caps become ``EMU_CAP``.  ``tests/cuda_emu/driver.cpp`` then
 checks every operation (fused contraction, plain and symmetric; fused matrix;
 the GEMM route's epilogues) on ragged sizes.  With ``EMU_CAP=2`` every
 grid-stride loop runs.  This catches indexing, tiling, synchronisation and
-symmetric-tile errors; the tensor-core kernel (WMMA), CUB and real timing need
-a GPU (``tests/test_cuda.py``).
+symmetric-tile errors.  The tensor-core contraction (``contract_tc.cu``) runs
+with ``tests/cuda_emu/mma.h`` standing in for WMMA, which checks everything but
+the hardware's fragments; CUB and real timing need a GPU (``tests/test_cuda.py``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 EMU = Path(__file__).resolve().parent / "cuda_emu"
 SOURCES = ["kernel_contract.cu", "kernel_matrix.cu", "gram_tile.cu", "kernel_values.cu"]
+TC_SOURCE = "contract_tc.cu"
 HEADERS = ["tile_common.cuh"]
 
 _LAUNCH = re.compile(
@@ -61,8 +63,12 @@ def _compiler() -> str:
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory):
     d = tmp_path_factory.mktemp("cuda_emu")
-    for name in SOURCES + HEADERS:
-        (d / name).write_text(emulated_source((ROOT / "cuda" / "src" / name).read_text()))
+    for name in SOURCES + HEADERS + [TC_SOURCE]:
+        text = emulated_source((ROOT / "cuda" / "src" / name).read_text())
+        if name == TC_SOURCE:  # the WMMA body is compiled for "sm_80+" only
+            assert "#if defined(__CUDA_ARCH__) && SIMGAP_TC_AVAILABLE" in text
+            text = text.replace("#if defined(__CUDA_ARCH__) && SIMGAP_TC_AVAILABLE", "#if SIMGAP_TC_AVAILABLE")
+        (d / name).write_text(text)
     cxx = _compiler()
     probe = d / "probe.cpp"
     probe.write_text("#include <barrier>\nint main() { std::barrier<> b(1); b.arrive_and_wait(); }\n")
@@ -92,3 +98,18 @@ def test_simt_kernels_match_float64_reference(sources, cap, mode):
     assert run.returncode == 0 and "failures=0" in run.stdout, (run.stdout[-4000:], run.stderr[-2000:])
     checks = int(re.search(r"checks=(\d+)", run.stdout).group(1))
     assert checks > 10_000
+
+
+def test_tensor_core_contraction_with_emulated_wmma(sources):
+    """contract_tc.cu with tests/cuda_emu/mma.h standing in for WMMA (every lane holds
+    the whole fragment): the tiling, shared-memory layout and padding, fragment
+    pointers and layouts, epilogue, symmetric fold and atomics against float64."""
+    exe = sources / "driver_tc"
+    cmd = [_compiler(), "-std=c++20", "-O1", "-pthread", "-DEMU_CAP=65535", f"-I{EMU}",
+           f"-I{ROOT / 'cpp' / 'include'}", f"-I{ROOT / 'cuda' / 'include'}", f"-I{sources}", "-x", "c++",
+           str(sources / TC_SOURCE), "-x", "none", str(EMU / "driver_tc.cpp"), "-o", str(exe)]
+    build = subprocess.run(cmd, capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr[-4000:]
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=1200)
+    assert run.returncode == 0 and "failures=0" in run.stdout, (run.stdout[-4000:], run.stderr[-2000:])
+    assert int(re.search(r"checks=(\d+)", run.stdout).group(1)) > 1_000

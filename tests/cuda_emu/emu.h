@@ -18,7 +18,11 @@ struct dim3 {
   constexpr dim3(unsigned a = 1, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {}
 };
 typedef int cudaError_t;
-enum { cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorInvalidConfiguration = 9 };
+enum { cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorInvalidConfiguration = 9, cudaErrorNotSupported = 801 };
+enum cudaDeviceAttr { cudaDevAttrComputeCapabilityMajor = 75 };
+inline cudaError_t cudaGetDevice(int* d) { *d = 0; return cudaSuccess; }
+inline int emu_compute_major = 9;  // the emulated device: sm_90
+inline cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr, int) { *v = emu_compute_major; return cudaSuccess; }
 typedef struct CUstream_st* cudaStream_t;
 inline thread_local dim3 threadIdx(0, 0, 0), blockIdx(0, 0, 0);
 inline dim3 gridDim, blockDim;
@@ -73,6 +77,17 @@ inline V __shfl_down_sync(unsigned mask, V v, unsigned off, int width = 32) {
   emu::warp_bars[w]->arrive_and_wait();
   return V(r);
 }
+template <typename V>
+inline V __shfl_xor_sync(unsigned mask, V v, int lane_mask, int width = 32) {
+  if (mask != 0xffffffffu) { std::fprintf(stderr, "EMU: partial mask\n"); std::abort(); }
+  const int t = emu::tid(), lane = t % 32, w = t / 32;
+  emu::shfl_buf[t] = double(v);
+  emu::warp_bars[w]->arrive_and_wait();
+  const int src = lane ^ lane_mask;
+  const double r = (src / width == lane / width) ? emu::shfl_buf[w * 32 + src] : double(v);
+  emu::warp_bars[w]->arrive_and_wait();
+  return V(r);
+}
 inline double atomicAdd(double* p, double v) {
   std::lock_guard<std::mutex> g(emu::atomic_mu); double o = *p; *p += v; return o;
 }
@@ -83,3 +98,4 @@ inline double atomicAdd(double* p, double v) {
 #define __restrict__ __restrict
 #define __launch_bounds__(...)
 #define __shared__ static
+#define __align__(n) alignas(n)
