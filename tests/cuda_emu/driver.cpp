@@ -14,41 +14,11 @@
 #include "simgap/cuda_ops.h"
 #include "simgap/kernel_args.h"
 #include "simgap/kernel_math.h"
+#include "reference.h"
 using namespace simgap;
-static int failures = 0, checks = 0;
 
 template <typename T> MatrixView<T> view(const std::vector<T>& a, int64_t r, int64_t c) {
   MatrixView<T> v; v.ptr = a.data(); v.rows = r; v.cols = c; v.row_stride = c; v.col_stride = 1; return v;
-}
-double kv(const KernelParams& kp, double d2, double g) {
-  switch (kp.type) {
-    case KernelType::Gaussian: return kernel_value<KernelType::Gaussian, double>(d2, g, kp);
-    case KernelType::Laplacian: return kernel_value<KernelType::Laplacian, double>(d2, g, kp);
-    case KernelType::IMQ: return kernel_value<KernelType::IMQ, double>(d2, g, kp);
-    case KernelType::Polynomial: return kernel_value<KernelType::Polynomial, double>(d2, g, kp);
-    case KernelType::Linear: return kernel_value<KernelType::Linear, double>(d2, g, kp);
-    default: return kernel_value<KernelType::Energy, double>(d2, g, kp);
-  }
-}
-template <typename T>
-std::vector<double> ref_K(const std::vector<T>& x, int64_t n, const std::vector<T>& y, int64_t m, int64_t d,
-                          const KernelParams& kp, bool same, bool excl) {
-  std::vector<double> K(n * m);
-  for (int64_t i = 0; i < n; ++i) for (int64_t j = 0; j < m; ++j) {
-    double d2 = 0, g = 0;
-    for (int64_t k = 0; k < d; ++k) { double a = x[i*d+k], b = y[j*d+k]; d2 += (a-b)*(a-b); g += a*b; }
-    double v = kv(kp, d2, g);
-    if (same && i == j) { if (excl) v = 0; else if (uses_distance(kp.type)) v = kv(kp, 0, g); }
-    K[i*m+j] = v;
-  }
-  return K;
-}
-void check(const char* what, double got, double ref, double scale, double tol) {
-  ++checks;
-  if (!(std::fabs(got - ref) <= tol * (std::fabs(ref) + scale))) {
-    if (failures < 40) std::printf("FAIL %s got=%.10g ref=%.10g\n", what, got, ref);
-    ++failures;
-  }
 }
 KernelParams kernel(int t) {
   std::vector<double> sc = {1.0 / (2 * 1.7 * 1.7)};

@@ -16,29 +16,9 @@
 #include "simgap/cuda_ops.h"
 #include "simgap/kernel_args.h"
 #include "simgap/kernel_math.h"
+#include "reference.h"
 
 using namespace simgap;
-static int failures = 0, checks = 0;
-
-static void check(const std::string& what, double got, double ref, double scale, double tol) {
-  ++checks;
-  if (!(std::fabs(got - ref) <= tol * (std::fabs(ref) + scale))) {
-    if (failures < 40) std::printf("FAIL %s got=%.10g ref=%.10g\n", what.c_str(), got, ref);
-    ++failures;
-  }
-}
-
-static double kv(const KernelParams& kp, double d2, double g) {
-  switch (kp.type) {
-    case KernelType::Gaussian: return kernel_value<KernelType::Gaussian, double>(d2, g, kp);
-    case KernelType::Laplacian: return kernel_value<KernelType::Laplacian, double>(d2, g, kp);
-    case KernelType::IMQ: return kernel_value<KernelType::IMQ, double>(d2, g, kp);
-    case KernelType::Polynomial: return kernel_value<KernelType::Polynomial, double>(d2, g, kp);
-    case KernelType::Linear: return kernel_value<KernelType::Linear, double>(d2, g, kp);
-    default: return kernel_value<KernelType::Energy, double>(d2, g, kp);
-  }
-}
-
 static void run_case(int kt, int64_t n, int64_t m, int64_t d, int64_t q, bool same, bool excl, bool bf16,
                      std::mt19937& rng) {
   std::normal_distribution<double> N(0, 1);
@@ -64,21 +44,7 @@ static void run_case(int kt, int64_t n, int64_t m, int64_t d, int64_t q, bool sa
   if (kt == 1) sc = {1.0 / std::sqrt(double(d))};
   if (kt == 2) sc = {1.0 / double(d)};
   const KernelParams kp = make_kernel(kt, sc, 1.0 / d, 1.0, 3);
-  std::vector<double> K(n * m);
-  double scale = 0;
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = 0; j < m; ++j) {
-      double d2 = 0, g = 0;
-      for (int64_t k = 0; k < d; ++k) {
-        const double a = x[i * d + k], b = y[j * d + k];
-        d2 += (a - b) * (a - b);
-        g += a * b;
-      }
-      double v = kv(kp, d2, g);
-      if (same && i == j) v = excl ? 0.0 : (uses_distance(kp.type) ? kv(kp, 0.0, g) : v);
-      K[i * m + j] = v;
-      scale = std::max(scale, std::fabs(v));
-    }
+  const std::vector<double> K = ref_K(x, n, y, m, d, kp, same, excl);
   char tag[200];
   std::snprintf(tag, sizeof tag, "%s k=%d n=%ld m=%ld d=%ld q=%ld same=%d excl=%d", bf16 ? "bf16" : "tf32", kt,
                 long(n), long(m), long(d), long(q), int(same), int(excl));

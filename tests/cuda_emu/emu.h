@@ -66,27 +66,28 @@ inline void launch(dim3 g, dim3 b, std::function<void()> fn) {
 }  // namespace emu
 inline int cudaGetLastError() { int e = emu::last_error; emu::last_error = 0; return e; }
 inline void __syncthreads() { emu::block_bar->arrive_and_wait(); }
+namespace emu {
+// Every lane publishes v, then reads lane src's value (its own when src < 0).
+template <typename V>
+inline V warp_exchange(unsigned mask, V v, int src) {
+  if (mask != 0xffffffffu) { std::fprintf(stderr, "EMU: partial mask\n"); std::abort(); }
+  const int t = tid(), w = t / 32;
+  shfl_buf[t] = double(v);
+  warp_bars[w]->arrive_and_wait();
+  const double r = src >= 0 ? shfl_buf[w * 32 + src] : double(v);
+  warp_bars[w]->arrive_and_wait();
+  return V(r);
+}
+}  // namespace emu
 template <typename V>
 inline V __shfl_down_sync(unsigned mask, V v, unsigned off, int width = 32) {
-  if (mask != 0xffffffffu) { std::fprintf(stderr, "EMU: partial mask\n"); std::abort(); }
-  const int t = emu::tid(), lane = t % 32, w = t / 32;
-  emu::shfl_buf[t] = double(v);
-  emu::warp_bars[w]->arrive_and_wait();
-  const int seg = lane % width;
-  const double r = (seg + int(off) < width) ? emu::shfl_buf[t + off] : double(v);
-  emu::warp_bars[w]->arrive_and_wait();
-  return V(r);
+  const int lane = emu::tid() % 32, seg = lane % width;
+  return emu::warp_exchange(mask, v, seg + int(off) < width ? lane + int(off) : -1);
 }
 template <typename V>
 inline V __shfl_xor_sync(unsigned mask, V v, int lane_mask, int width = 32) {
-  if (mask != 0xffffffffu) { std::fprintf(stderr, "EMU: partial mask\n"); std::abort(); }
-  const int t = emu::tid(), lane = t % 32, w = t / 32;
-  emu::shfl_buf[t] = double(v);
-  emu::warp_bars[w]->arrive_and_wait();
-  const int src = lane ^ lane_mask;
-  const double r = (src / width == lane / width) ? emu::shfl_buf[w * 32 + src] : double(v);
-  emu::warp_bars[w]->arrive_and_wait();
-  return V(r);
+  const int lane = emu::tid() % 32, src = lane ^ lane_mask;
+  return emu::warp_exchange(mask, v, src / width == lane / width ? src : -1);
 }
 inline double atomicAdd(double* p, double v) {
   std::lock_guard<std::mutex> g(emu::atomic_mu); double o = *p; *p += v; return o;
