@@ -75,6 +75,24 @@ def _is_torch_tensor(obj: Any) -> bool:
     return isinstance(obj, torch.Tensor)
 
 
+def common_device(**arrays: Any) -> str:
+    """The one device of the given inputs (``"cpu"`` or ``"type:index"``), any
+    device type and whatever this build holds; inputs on different devices
+    raise ValueError naming them.  NumPy arrays and non-tensors count as CPU."""
+    devices: dict[str, str] = {}
+    for name, obj in arrays.items():
+        if obj is None:
+            continue
+        dev = obj.device if _is_torch_tensor(obj) else None
+        devices[name] = "cpu" if dev is None or dev.type == "cpu" else \
+            f"{dev.type}:{dev.index if dev.index is not None else 0}"
+    found = sorted(set(devices.values()))
+    if len(found) > 1:
+        where = ", ".join(f"{k} on {v}" for k, v in devices.items())
+        raise ValueError(f"inputs are on different devices ({where}); move them to one device")
+    return found[0] if found else "cpu"
+
+
 def device_of(**arrays: Any) -> str:
     """The device all the given inputs live on: ``"cpu"`` or ``"cuda:N"``.
 
@@ -82,27 +100,12 @@ def device_of(**arrays: Any) -> str:
     on different devices raise ValueError naming them; a CUDA tensor with a
     build that has no CUDA module raises RuntimeError saying how to rebuild.
     """
-    devices: dict[str, str] = {}
     for name, obj in arrays.items():
-        if obj is None:
-            continue
-        if _is_torch_tensor(obj):
-            dev = obj.device
-            if dev.type == "cpu":
-                devices[name] = "cpu"
-            elif dev.type == "cuda":
-                devices[name] = f"cuda:{dev.index if dev.index is not None else 0}"
-            else:
-                raise ValueError(f"{name} is on device {dev}; simgap supports CPU and CUDA tensors")
-        else:
-            devices[name] = "cpu"
-    found = sorted(set(devices.values()))
-    if len(found) > 1:
-        where = ", ".join(f"{k} on {v}" for k, v in devices.items())
-        raise ValueError(f"inputs are on different devices ({where}); move them to one device")
-    device = found[0] if found else "cpu"
+        if _is_torch_tensor(obj) and obj.device.type not in ("cpu", "cuda"):
+            raise ValueError(f"{name} is on device {obj.device}; simgap supports CPU and CUDA tensors")
+    device = common_device(**arrays)
     if device.startswith("cuda") and _cuda is None:
-        first = next(k for k, v in devices.items() if v == device)
+        first = next(k for k, v in arrays.items() if _is_torch_tensor(v) and v.device.type == "cuda")
         raise RuntimeError(f"{first} is a CUDA tensor but {_REBUILD}")
     return device
 

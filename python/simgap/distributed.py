@@ -66,7 +66,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import _C
-from ._backend import _is_torch_tensor
+from ._backend import _is_torch_tensor, common_device  # common_device: mixed devices, no CUDA build needed
 from ._validation import as_matrix, as_positive_int, as_real, check_finite
 from .kernels import _BANDWIDTH_KERNELS, KernelSpec, _bandwidth_values, _median_of, check_kernel, resolve_kernel
 from .mmd import _TEST_MEMORY_BYTES, MMDTestResult, _check_estimator
@@ -392,19 +392,6 @@ def _as_shard(x: Any, name: str) -> np.ndarray:
     return as_matrix(x, name)
 
 
-def _one_device(**arrays: Any) -> None:
-    """Inputs on different devices are an error (CUDA shards are then copied to the host)."""
-    found = {}
-    for name, obj in arrays.items():
-        if obj is None:
-            continue
-        dev = obj.device if _is_torch_tensor(obj) else None
-        found[name] = "cpu" if dev is None or dev.type == "cpu" else f"{dev.type}:{dev.index or 0}"
-    if len(set(found.values())) > 1:
-        where = ", ".join(f"{k} on {v}" for k, v in found.items())
-        raise ValueError(f"inputs are on different devices ({where}); move them to one device")
-
-
 def _shard_weights(w: Any, n: int, name: str) -> np.ndarray | None:
     """Raw (unnormalised) non-negative float64 weights of a shard; the total is global."""
     if w is None:
@@ -578,7 +565,7 @@ def _mmd_setup(comm, prepare, kernel, bandwidth, gamma, coef0, degree, options, 
 
     def local():
         named, wnames, wvals = prepare()
-        _one_device(**{n: v for n, v in named})
+        common_device(**{n: v for n, v in named})
         arrays, ws, meta = _shard_inputs(named, list(zip(wnames, wvals)))
         spec0, needs_median = _kernel_precheck(kernel, bandwidth, gamma, coef0, degree, arrays[0].shape[1])
         _check_estimator(estimator, any(w is not None for w in ws), allowed)
@@ -917,7 +904,7 @@ def mmd_test(
                repr(seed) if seed is None or isinstance(seed, int) else None)
 
     def local():
-        _one_device(x=x, y=y)
+        common_device(x=x, y=y)
         arrays, _, meta = _shard_inputs([("x", x), ("y", y)], [("x_weights", None), ("y_weights", None)])
         as_positive_int(n_permutations, "n_permutations")
         spec0, needs_median = _kernel_precheck(kernel, bandwidth, gamma, coef0, degree, arrays[0].shape[1])
@@ -1149,7 +1136,7 @@ def sliced_wasserstein(
                return_per_projection)
 
     def local():
-        _one_device(x=x, y=y, projections=projections)
+        common_device(x=x, y=y, projections=projections)
         arrays, ws, meta = _shard_inputs([("x", x), ("y", y)], [("x_weights", x_weights), ("y_weights", y_weights)])
         pp = as_real(p, "p")
         if pp < 1:
