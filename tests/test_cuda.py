@@ -375,18 +375,35 @@ def test_nearest_neighbors_cuda(rng, k, dtype):
         d_gpu, i_gpu = simgap.nearest_neighbors(*(_cuda(a) for a in args), k=k)
         assert d_gpu.is_cuda and i_gpu.dtype == torch.int64
         np.testing.assert_array_equal(i_gpu.cpu().numpy(), i_cpu)
-        np.testing.assert_allclose(d_gpu.cpu().numpy(), d_cpu, rtol=1e-4 if dtype == np.float32 else 1e-10)
+        # both devices return the exact distances with the same arithmetic (fma in feature order)
+        np.testing.assert_array_equal(d_gpu.cpu().numpy(), d_cpu)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_prdc_realism_frechet_cuda(rng, dtype):
     real = rng.normal(size=(3000, 16)).astype(dtype)
     fake = (rng.normal(size=(2500, 16)) * 1.1 + 0.1).astype(dtype)
-    assert simgap.prdc(_cuda(real), _cuda(fake)) == pytest.approx(simgap.prdc(real, fake), abs=2e-3)
+    assert simgap.prdc(_cuda(real), _cuda(fake)) == pytest.approx(simgap.prdc(real, fake), abs=1e-12)
     r_gpu = simgap.realism_score(_cuda(real), _cuda(fake)).cpu().numpy()
     np.testing.assert_allclose(r_gpu, simgap.realism_score(real, fake), rtol=1e-4)
     assert simgap.frechet_distance(_cuda(real), _cuda(fake)) == pytest.approx(
         simgap.frechet_distance(real, fake), rel=1e-5)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,d", [(7, 1), (4097, 5), (3000, 200)])
+def test_prdc_ties_on_ball_boundaries_cuda(rng, dtype, n, d):
+    # A set against itself: each k-th neighbour lies exactly on a ball's
+    # boundary (outside), so density is exactly 1; with copied samples the GPU
+    # gives exactly the CPU's counts.
+    x = (rng.normal(size=(n, d)) * 3 + 7).astype(dtype)
+    k = min(5, n - 1)
+    assert simgap.prdc(_cuda(x), _cuda(x), k=k) == {"precision": 1.0, "recall": 1.0, "density": 1.0,
+                                                      "coverage": 1.0}
+    fake = np.vstack([rng.normal(size=(n, d)) * 3 + 7.5, x[: max(1, n // 4)]]).astype(dtype)
+    assert simgap.prdc(_cuda(x), _cuda(fake), k=k) == simgap.prdc(x, fake, k=k)
+    r_gpu = simgap.realism_score(_cuda(x), _cuda(fake), k=k).cpu().numpy()
+    np.testing.assert_array_equal(np.isinf(r_gpu), np.isinf(simgap.realism_score(x, fake, k=k)))
 
 
 @pytest.mark.parametrize("d", [9, 200])

@@ -9,7 +9,9 @@ only change made to the sources is mechanical: each ``kernel<<<grid, block, 0,
 stream>>>(args)`` launch becomes ``emu::launch(grid, block, [&] { kernel(args); })``
 and the 65535 grid caps become ``EMU_CAP``.  ``tests/cuda_emu/driver.cpp`` then
 checks every operation (fused contraction, plain and symmetric; fused matrix;
-the GEMM route's epilogues) on ragged sizes.  With ``EMU_CAP=2`` every
+the GEMM route's epilogues; the k-NN ball statistics ``gram_radius`` with
+points exactly on ball boundaries, and the exact ``candidate_distances``, to
+the bit) on ragged sizes.  With ``EMU_CAP=2`` every
 grid-stride loop runs.  This catches indexing, tiling, synchronisation and
 symmetric-tile errors.  The tensor-core contraction (``contract_tc.cu``) runs
 with ``tests/cuda_emu/mma.h`` standing in for WMMA, which checks everything but

@@ -84,6 +84,17 @@ def _fused_values(x, n, y, m, d, xn, yn, center, is_double, kernel, scales, gamm
     return K
 
 
+def _exact_d2(A, B):
+    """Row-wise squared distances in float64, summed in feature order: the one
+    arithmetic the stand-in's gram_radius and candidate_distances share, as the
+    kernels share tile::exact_d2."""
+    s = np.zeros(A.shape[0])
+    for k in range(A.shape[1]):
+        t = A[:, k].astype(np.float64) - B[:, k].astype(np.float64)
+        s = s + t * t
+    return s
+
+
 def _make_fake():
     fake = types.SimpleNamespace(gram_contract_max_columns=8, calls=[])
 
@@ -178,13 +189,50 @@ def _make_fake():
             b = None if CV is None else np.diff(np.concatenate([[0.0], CV[r]]))
             O[r] += ref_impl.wasserstein_1d_pp(U[r], V[r], a, b, p)
 
+    def gram_radius(gram, ld, rows, cols, row0, col0, xn, yn, x, y, d, radii, radii2, band, count, max_ratio,
+                    is_double, device, stream):
+        # The documented semantics (cuda_ops.h, GramRadiusParams) in float64 NumPy.
+        fake.calls.append("gram_radius")
+        assert ld >= cols and band >= 0 and x and y
+        G = _view(gram, (rows, ld), is_double)[:, :cols].astype(np.float64)
+        scale = _view(xn, (row0 + rows,), True)[row0:, None] + _view(yn, (col0 + cols,), True)[None, col0:]
+        r = _view(radii, (col0 + cols,), True)[None, col0:]
+        r2 = _view(radii2, (col0 + cols,), True)[None, col0:]
+        d2 = np.maximum(scale - 2.0 * G, 0.0)
+        inside = d2 < r2
+        redo = (d2 < scale / 32.0) | (np.abs(d2 - r2) <= band * scale)
+        X = _view(x, (row0 + rows, d), is_double)[row0:].astype(np.float64)
+        Y = _view(y, (col0 + cols, d), is_double)[col0:].astype(np.float64)
+        ii, jj = np.nonzero(redo)
+        exact = _exact_d2(X[ii], Y[jj])
+        d2[ii, jj] = exact
+        inside[ii, jj] = np.sqrt(exact) < r[0, jj]
+        valid = np.broadcast_to(r2 >= 0, d2.shape)
+        with np.errstate(all="ignore"):
+            ratio = np.where(d2 > 0, r2 / np.maximum(d2, np.finfo(np.float64).tiny),
+                             np.where(r2 > 0, np.inf, 0.0))
+        _view(count, (row0 + rows,), True).view(np.int64)[row0:] += (inside & valid).sum(1)
+        mr = _view(max_ratio, (row0 + rows,), True)[row0:]
+        mr[:] = np.maximum(mr, np.where(valid, ratio, 0.0).max(1))
+
+    def candidate_distances(x, row0, rows, y, m, d, cand, c, out, is_double, device, stream):
+        fake.calls.append("candidate_distances")
+        C = _view(cand, (rows, c), True).view(np.int64)
+        X = _view(x, (row0 + rows, d), is_double)[row0:]
+        Y = _view(y, (m, d), is_double)
+        ok = (C >= 0) & (C < m)
+        ii = np.repeat(np.arange(rows), c)
+        jj = np.where(ok, C, 0).ravel()
+        _view(out, (rows, c), True)[:] = np.where(ok, np.sqrt(_exact_d2(X[ii], Y[jj])).reshape(rows, c), np.inf)
+
     def kernel_values(d2, g, out, n, is_double, kernel, scales, gamma, coef0, degree, device, stream):
         fake.calls.append("kernel_values")
         _view(out, (n,), is_double)[:] = _k(_NAMES[kernel], scales, gamma, coef0, degree,
                                             _view(d2, (n,), is_double), _view(g, (n,), is_double))
 
     for fn in (kernel_values, row_norms, gram_contract, gram_kernel_values, kernel_contract, kernel_matrix,
-               sort_rows_temp_bytes, sort_rows, wasserstein_1d, contract_tc):
+               sort_rows_temp_bytes, sort_rows, wasserstein_1d, contract_tc, gram_radius,
+               candidate_distances):
         setattr(fake, fn.__name__, fn)
     return fake
 
@@ -399,8 +447,9 @@ def test_sliced_wasserstein_chunks(fake, monkeypatch, rng, n, m, weighted):
 # ---- metrics: the CUDA branch (torch on the device; here on CPU tensors) -------------------------
 
 @pytest.fixture
-def metrics_on_device(monkeypatch):
-    """Call it to send the metrics' inputs down the CUDA branch from then on."""
+def metrics_on_device(fake, monkeypatch):
+    """Call it to send the metrics' inputs down the CUDA branch from then on (the
+    k-NN ball statistics through the stand-in's gram_radius)."""
     import simgap.metrics as metrics_mod
 
     def activate():

@@ -235,8 +235,8 @@ void knn(py::array x, py::array y, int64_t k, py::object center, bool same, bool
   });
 }
 
-void radius_stats(py::array x, py::array y, py::array radii2, py::object center, py::array count,
-                  py::array max_ratio) {
+void radius_stats(py::array x, py::array y, py::array radii, py::array radii2, py::object center,
+                  py::array count, py::array max_ratio) {
   by_dtype(x, [&](auto tag) {
     using T = decltype(tag);
     simgap::RadiusParams<T> p;
@@ -244,6 +244,7 @@ void radius_stats(py::array x, py::array y, py::array radii2, py::object center,
     p.y = view2d<T>(y, "y");
     if (p.x.cols != p.y.cols) throw std::invalid_argument("y: column count differs from x");
     p.center = optional_f64(center, p.x.cols, "center");
+    p.radii = contiguous_ptr<double>(radii, p.y.rows, "radii", false);
     p.radii2 = contiguous_ptr<double>(radii2, p.y.rows, "radii2", false);
     p.count = contiguous_ptr<int64_t>(count, p.x.rows, "count", true);
     p.max_ratio = contiguous_ptr<double>(max_ratio, p.x.rows, "max_ratio", true);
@@ -279,7 +280,7 @@ PYBIND11_MODULE(_C, m) {
         py::arg("out"));
   m.def("knn", &knn, py::arg("x"), py::arg("y"), py::arg("k"), py::arg("center"), py::arg("same"),
         py::arg("exclude_self"), py::arg("dist"), py::arg("index"));
-  m.def("radius_stats", &radius_stats, py::arg("x"), py::arg("y"), py::arg("radii2"),
+  m.def("radius_stats", &radius_stats, py::arg("x"), py::arg("y"), py::arg("radii"), py::arg("radii2"),
         py::arg("center"), py::arg("count"), py::arg("max_ratio"));
   m.def("isa", &simgap::cpu::isa_name, "Instruction set the CPU tile loops dispatched to.");
   m.def("max_threads", &simgap::cpu::max_threads, "Threads an operation will use.");

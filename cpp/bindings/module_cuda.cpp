@@ -271,6 +271,66 @@ void gram_contract(std::uintptr_t gram, int64_t ld_gram, int64_t rows, int64_t c
   else run(float{});
 }
 
+// The k-NN ball statistics of one Gram tile (gram: float32 or float64 by
+// is_double; x, y: the original rows of that type; norms, radii, radii2,
+// max_ratio: float64; count: int64), all device addresses.
+void gram_radius(std::uintptr_t gram, int64_t ld_gram, int64_t rows, int64_t cols, int64_t row0,
+                 int64_t col0, std::uintptr_t xn, std::uintptr_t yn, std::uintptr_t x,
+                 std::uintptr_t y, int64_t d, std::uintptr_t radii, std::uintptr_t radii2,
+                 double band, std::uintptr_t count, std::uintptr_t max_ratio, bool is_double,
+                 int device, std::uintptr_t stream) {
+  if (rows < 0 || cols < 0 || row0 < 0 || col0 < 0 || d < 1 || ld_gram < cols)
+    throw std::invalid_argument("gram_radius: bad tile shape");
+  if (!(band >= 0.0)) throw std::invalid_argument("band: must be >= 0");
+  auto s = reinterpret_cast<cudaStream_t>(stream);
+  py::gil_scoped_release release;
+  DeviceGuard guard(device);
+  auto run = [&](auto tag) {
+    using T = decltype(tag);
+    simgap::cuda::GramRadiusParams<T> p;
+    p.gram = reinterpret_cast<const T*>(gram);
+    p.ld_gram = ld_gram;
+    p.rows = rows;
+    p.cols = cols;
+    p.row0 = row0;
+    p.col0 = col0;
+    p.xnorms = reinterpret_cast<const double*>(xn);
+    p.ynorms = reinterpret_cast<const double*>(yn);
+    p.x = reinterpret_cast<const T*>(x);
+    p.y = reinterpret_cast<const T*>(y);
+    p.d = d;
+    p.radii = reinterpret_cast<const double*>(radii);
+    p.radii2 = reinterpret_cast<const double*>(radii2);
+    p.band = band;
+    p.count = reinterpret_cast<int64_t*>(count);
+    p.max_ratio = reinterpret_cast<double*>(max_ratio);
+    check(simgap::cuda::gram_radius<T>(p, s), "gram_radius");
+  };
+  if (is_double) run(double{});
+  else run(float{});
+}
+
+// Exact float64 distances of k-NN candidates (cand: int64 rows x c, indices
+// into y; out: float64 rows x c), all device addresses.
+void candidate_distances(std::uintptr_t x, int64_t row0, int64_t rows, std::uintptr_t y,
+                         int64_t m, int64_t d, std::uintptr_t cand, int64_t c, std::uintptr_t out,
+                         bool is_double, int device, std::uintptr_t stream) {
+  if (row0 < 0 || rows < 0 || m < 0 || d < 1 || c < 0)
+    throw std::invalid_argument("candidate_distances: bad shape");
+  auto s = reinterpret_cast<cudaStream_t>(stream);
+  py::gil_scoped_release release;
+  DeviceGuard guard(device);
+  auto run = [&](auto tag) {
+    using T = decltype(tag);
+    check(simgap::cuda::candidate_distances<T>(
+              reinterpret_cast<const T*>(x), row0, rows, reinterpret_cast<const T*>(y), m, d,
+              reinterpret_cast<const int64_t*>(cand), c, reinterpret_cast<double*>(out), s),
+          "candidate_distances");
+  };
+  if (is_double) run(double{});
+  else run(float{});
+}
+
 // Squared norms (float64) of the rows of a contiguous device matrix.
 void row_norms(std::uintptr_t x, int64_t n, int64_t d, std::uintptr_t out, bool is_double,
                int device, std::uintptr_t stream) {
@@ -378,6 +438,14 @@ PYBIND11_MODULE(_cuda, m) {
         py::arg("is_double"), py::arg("kernel"), py::arg("scales"), py::arg("gamma"),
         py::arg("coef0"), py::arg("degree"), py::arg("same"), py::arg("exclude_diagonal"),
         py::arg("device"), py::arg("stream"));
+  m.def("gram_radius", &gram_radius, py::arg("gram"), py::arg("ld_gram"), py::arg("rows"),
+        py::arg("cols"), py::arg("row0"), py::arg("col0"), py::arg("xn"), py::arg("yn"),
+        py::arg("x"), py::arg("y"), py::arg("d"), py::arg("radii"), py::arg("radii2"),
+        py::arg("band"), py::arg("count"), py::arg("max_ratio"), py::arg("is_double"),
+        py::arg("device"), py::arg("stream"));
+  m.def("candidate_distances", &candidate_distances, py::arg("x"), py::arg("row0"),
+        py::arg("rows"), py::arg("y"), py::arg("m"), py::arg("d"), py::arg("cand"), py::arg("c"),
+        py::arg("out"), py::arg("is_double"), py::arg("device"), py::arg("stream"));
   m.def("row_norms", &row_norms, py::arg("x"), py::arg("n"), py::arg("d"), py::arg("out"),
         py::arg("is_double"), py::arg("device"), py::arg("stream"));
   m.def("sort_rows_temp_bytes", &sort_rows_temp_bytes, py::arg("len"), py::arg("rows"),

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -20,6 +21,38 @@ namespace simgap {
 namespace cpu {
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// The exact squared distance of row i of x and row j of y in float64: the
+// differences of the input values, accumulated with an explicit fma in
+// feature order.  The CUDA kernels' tile::exact_d2 is the same arithmetic, so
+// both devices get the same bits for the same pair, in either order
+// ((a - b)^2 == (b - a)^2 exactly): a k-NN radius and a ball test of the same
+// two points agree exactly, and a point that is some sample's k-th neighbour
+// lies exactly on that sample's ball.
+template <typename T>
+double exact_d2(const MatrixView<T>& x, int64_t i, const MatrixView<T>& y, int64_t j) {
+  const T* a = x.row(i);
+  const T* b = y.row(j);
+  const int64_t d = x.cols, cx = x.col_stride, cy = y.col_stride;
+  double s = 0.0;
+  for (int64_t k = 0; k < d; ++k) {
+    const double t = double(a[k * cx]) - double(b[k * cy]);
+    s = std::fma(t, t, s);
+  }
+  return s;
+}
+
+// Half-width, relative to ||x - c||^2 + ||y - c||^2, of the band around a
+// ball's squared radius in which a Gram-identity squared distance in T may
+// fall on the wrong side of the boundary (the identity's error is below
+// about 2 d u (||x - c||^2 + ||y - c||^2), u the unit roundoff of T, plus the
+// rounding of the centred values): twice that, and at least 1e-4 (float32)
+// or 1e-10 (float64).  The same rule is _cuda_ops.radius_band.
+template <typename T>
+double radius_band(int64_t d) {
+  const double u = sizeof(T) == 4 ? 0x1p-24 : 0x1p-53;
+  return std::max(sizeof(T) == 4 ? 1e-4 : 1e-10, 4.0 * double(d + 2) * u);
+}
 
 // Threads for a call of about `work` multiply-adds: one below a few million,
 // where waking a team (possibly on a busy machine) costs more than it saves.
@@ -72,20 +105,11 @@ template <typename T>
 void refine_small_distances(const PairParams<T>& p, int64_t i0, int64_t ni, int64_t j0,
                             int64_t nj, const T* xn, const T* yn, T* K, int64_t ldk) {
   const T tau = sizeof(T) == 4 ? T(1.0 / 32.0) : T(1e-6);
-  const int64_t d = p.x.cols, cx = p.x.col_stride, cy = p.y.col_stride;
   for (int64_t i = 0; i < ni; ++i) {
     T* row = K + i * ldk;
-    const T* a = nullptr;
     for (int64_t j = 0; j < nj; ++j) {
       if (!(row[j] < tau * (xn[i] + yn[j]))) continue;
-      if (a == nullptr) a = p.x.row(i0 + i);
-      const T* b = p.y.row(j0 + j);
-      double s = 0.0;
-      for (int64_t k = 0; k < d; ++k) {
-        const double t = double(a[k * cx]) - double(b[k * cy]);
-        s += t * t;
-      }
-      row[j] = T(s);
+      row[j] = T(exact_d2(p.x, i0 + i, p.y, j0 + j));
     }
   }
 }

@@ -4,6 +4,7 @@
 // the realism score (Kynkaanniemi et al. 2019).
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "driver_common.h"
 
@@ -15,7 +16,25 @@ namespace {
 template <typename T>
 struct RadiusOp {
   const RadiusParams<T>& p;
-  void setup(int64_t, int) {}
+  double band = 0.0;
+  std::vector<double> xn, yn;  // float64 squared norms of the centred rows
+  static void norms(const MatrixView<T>& a, const double* c, std::vector<double>& out) {
+    out.resize(size_t(a.rows));
+    for (int64_t i = 0; i < a.rows; ++i) {
+      const T* r = a.row(i);
+      double s = 0.0;
+      for (int64_t k = 0; k < a.cols; ++k) {
+        const double t = double(r[k * a.col_stride]) - (c ? c[k] : 0.0);
+        s += t * t;
+      }
+      out[size_t(i)] = s;
+    }
+  }
+  void setup(int64_t, int) {
+    band = radius_band<T>(p.x.cols);
+    norms(p.x, p.center, xn);
+    norms(p.y, p.center, yn);
+  }
   void begin(int, int64_t r0, int64_t rn) {
     for (int64_t i = r0; i < r0 + rn; ++i) {
       p.count[i] = 0;
@@ -32,8 +51,14 @@ struct RadiusOp {
       double best = p.max_ratio[i0 + i];
       for (int64_t j = 0; j < nj; ++j) {
         if (r2[j] < 0) continue;
-        const double v = double(row[j]);
-        cnt += v < r2[j];
+        double v = double(row[j]);
+        bool inside = v < r2[j];
+        // Near the boundary, the exact distance decides (strictly inside).
+        if (std::fabs(v - r2[j]) <= band * (xn[size_t(i0 + i)] + yn[size_t(j0 + j)])) {
+          v = exact_d2(p.x, i0 + i, p.y, j0 + j);
+          inside = std::sqrt(v) < p.radii[j0 + j];
+        }
+        cnt += inside;
         const double ratio = v > 0 ? r2[j] / v : (r2[j] > 0 ? inf : 0.0);
         best = ratio > best ? ratio : best;
       }

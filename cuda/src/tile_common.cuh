@@ -63,13 +63,18 @@ __device__ __forceinline__ void gram(const T* __restrict__ x, int64_t n, const T
   }
 }
 
-// The exact squared distance of two rows, for near-duplicates of root kernels.
+// The exact squared distance of two rows in float64 (for near-duplicates of
+// root kernels, and the k-NN radii and ball tests).  The accumulation is an
+// explicit fma in feature order, so every kernel that calls it gets the same
+// bits for the same pair (either order: (a - b)^2 == (b - a)^2 exactly): a
+// k-NN radius and a ball test of the same pair of points agree exactly.
 template <typename T>
-__device__ double exact_d2(const T* __restrict__ a, const T* __restrict__ b, int64_t d) {
+__device__ __forceinline__ double exact_d2(const T* __restrict__ a, const T* __restrict__ b,
+                                           int64_t d) {
   double s = 0.0;
   for (int64_t k = 0; k < d; ++k) {
     const double t = double(a[k]) - double(b[k]);
-    s += t * t;
+    s = fma(t, t, s);
   }
   return s;
 }

@@ -759,9 +759,13 @@ def knn(x, y, k: int, center, exclude_self: bool):
 
     Candidates come from cuBLAS Gram tiles (a running top-(k + 8) per row with
     torch.topk); their distances are then recomputed exactly in float64 from
-    the rows and re-ranked, ties to the lower index, as on the CPU.
+    the rows (``candidate_distances``: the same arithmetic as the recomputed
+    pairs of :func:`radius_stats`, so that a point that is exactly some
+    sample's k-th neighbour lies exactly on that sample's ball) and re-ranked,
+    ties to the lower index, as on the CPU.
     """
     torch = _torch()
+    device, stream = _stream(x)
     same = y is None
     y = x if same else y
     xo = centred(x, center, x.dtype)
@@ -789,14 +793,12 @@ def knn(x, y, k: int, center, exclude_self: bool):
             if best_d.shape[1] > keep:
                 best_d, pos = torch.topk(best_d, keep, dim=1, largest=False)
                 best_i = torch.gather(best_i, 1, pos)
-        # Exact float64 distances of the candidates (in row blocks of at most
-        # 256 MB of differences), then (distance, index) order.
-        exact = torch.empty_like(best_d)
-        step = max(1, (32 << 20) // max(1, best_i.shape[1] * x.shape[1]))
-        for r0 in range(0, i1 - i0, step):
-            r1 = min(i1 - i0, r0 + step)
-            diff = x[i0 + r0:i0 + r1, None, :].double() - y[best_i[r0:r1]].double()
-            exact[r0:r1] = (diff * diff).sum(dim=2).sqrt()
+        # Exact float64 distances of the candidates (the arithmetic of
+        # radius_stats's recomputed pairs, to the bit), then (distance, index) order.
+        best_i = best_i.contiguous()
+        exact = torch.empty(best_i.shape, dtype=torch.float64, device=x.device)
+        _cuda.candidate_distances(x.data_ptr(), i0, i1 - i0, y.data_ptr(), m, x.shape[1], best_i.data_ptr(),
+                                  best_i.shape[1], exact.data_ptr(), x.dtype == torch.float64, device, stream)
         exact = torch.where(torch.isinf(best_d), float("inf"), exact)  # masked self-pairs stay out
         order = torch.argsort(best_i, dim=1)
         exact, cand = torch.gather(exact, 1, order), torch.gather(best_i, 1, order)
@@ -806,46 +808,49 @@ def knn(x, y, k: int, center, exclude_self: bool):
     return dist, index
 
 
+def radius_band(d: int, is_double: bool) -> float:
+    """Half-width of the band around a ball's squared radius, relative to the
+    centred ||q||^2 + ||r||^2, in which a Gram-identity squared distance may be
+    on the wrong side of the boundary: 4 (d + 2) u (u the unit roundoff), at
+    least 1e-4 (float32) or 1e-10 (float64).  The CPU's rule too
+    (driver_common.h, radius_band)."""
+    u = 2.0**-53 if is_double else 2.0**-24
+    return max(1e-10 if is_double else 1e-4, 4.0 * (d + 2) * u)
+
+
 def radius_stats(queries, refs, radii, center):
     """count[q] = #{j : ||q - r_j|| < radii[j]} and max_ratio[q] = max_j radii[j]^2 / ||q - r_j||^2
     (inf at distance 0 with a positive radius; negative radii are ignored), as
-    the CPU kernel.  Distances come from cuBLAS Gram tiles; the pairs where
-    that identity loses digits (squared distance below 1/32 of the centred
-    ||q||^2 + ||r||^2) or could fall on the wrong side of a ball's boundary
-    (within the Gram product's rounding of radii[j]^2) are recomputed exactly
-    in float64 from the rows and compared as distances, so a point exactly on
-    a boundary is outside it, as the strict definition says."""
+    the CPU kernel.  Distances come from cuBLAS Gram tiles (IEEE, never tf32),
+    read by one fused kernel per tile (``gram_radius`` in gram_tile.cu: no host
+    synchronisation, no tile-sized temporaries besides the Gram tile).  The
+    pairs where the Gram identity loses digits (squared distance below 1/32 of
+    the centred ||q||^2 + ||r||^2) or could fall on the wrong side of a ball's
+    boundary (within the Gram product's rounding of radii[j]^2) are recomputed
+    exactly in float64 from the rows and compared as distances, so a point
+    exactly on a boundary is outside it, as the strict definition says."""
     torch = _torch()
     qo, ro = centred(queries, center, queries.dtype), centred(refs, center, refs.dtype)
     qn, rn = _norms(qo), _norms(ro)
     n, m = queries.shape[0], refs.shape[0]
-    band = 1e-4 if queries.dtype == torch.float32 else 1e-10
-    radii2 = torch.where(radii >= 0, radii * radii, -1.0)
+    is_double = queries.dtype == torch.float64
+    band = radius_band(queries.shape[1], is_double)
+    radii = radii.to(torch.float64).contiguous()
+    radii2 = torch.where(radii >= 0, radii * radii, -1.0).contiguous()
     count = torch.zeros(n, dtype=torch.int64, device=queries.device)
     ratio = torch.zeros(n, dtype=torch.float64, device=queries.device)
+    device, stream = _stream(queries)
     tile = GEMM_TILE
-    for j0 in range(0, m, tile):
-        j1 = min(m, j0 + tile)
-        r, r2 = radii[None, j0:j1], radii2[None, j0:j1]
-        valid = r2 >= 0
-        for i0 in range(0, n, tile):
-            i1 = min(n, i0 + tile)
-            d2 = _sq_dist_tile(qo, qn, ro, rn, i0, i1, j0, j1)
-            scale = qn[i0:i1, None] + rn[None, j0:j1]
-            inside = d2 < r2
-            flagged = ((d2 < scale / 32.0) | ((d2 - r2).abs() <= band * scale)) & valid
-            near = flagged.nonzero()
-            for s in range(0, near.shape[0], 1 << 16):
-                ii, jj = near[s:s + (1 << 16), 0], near[s:s + (1 << 16), 1]
-                diff = queries[i0 + ii].double() - refs[j0 + jj].double()
-                exact = (diff * diff).sum(dim=1)
-                d2[ii, jj] = exact
-                inside[ii, jj] = exact.sqrt() < r[0, jj]
-            count[i0:i1] += (inside & valid).sum(dim=1)
-            rat = torch.where(d2 > 0, r2 / d2.clamp(min=torch.finfo(torch.float64).tiny),
-                              torch.where(r2 > 0, float("inf"), 0.0))
-            rat = torch.where(valid, rat, 0.0)
-            ratio[i0:i1] = torch.maximum(ratio[i0:i1], rat.max(dim=1).values)
+    for i0 in range(0, n, tile):
+        i1 = min(n, i0 + tile)
+        for j0 in range(0, m, tile):
+            j1 = min(m, j0 + tile)
+            with fp32_matmul("ieee"):
+                g = torch.mm(qo[i0:i1], ro[j0:j1].t()).contiguous()
+            _cuda.gram_radius(g.data_ptr(), g.shape[1], i1 - i0, j1 - j0, i0, j0, qn.data_ptr(),
+                              rn.data_ptr(), queries.data_ptr(), refs.data_ptr(), queries.shape[1],
+                              radii.data_ptr(), radii2.data_ptr(), band, count.data_ptr(),
+                              ratio.data_ptr(), is_double, device, stream)
     return count, ratio
 
 

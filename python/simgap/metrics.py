@@ -64,10 +64,11 @@ def _radius_stats(queries, refs, radii, center):
         from . import _cuda_ops
 
         return _cuda_ops.radius_stats(queries, refs, radii, center)
-    r2 = np.where(radii >= 0, radii * radii, -1.0)
+    radii = np.ascontiguousarray(radii, dtype=np.float64)
+    r2 = np.ascontiguousarray(np.where(radii >= 0, radii * radii, -1.0))
     count = np.empty(queries.shape[0], dtype=np.int64)
     ratio = np.empty(queries.shape[0])
-    _C.radius_stats(queries, refs, np.ascontiguousarray(r2), center, count, ratio)
+    _C.radius_stats(queries, refs, radii, r2, center, count, ratio)
     return count, ratio
 
 
@@ -86,10 +87,14 @@ def nearest_neighbors(x: Any, y: Any = None, *, k: int = 1) -> tuple[np.ndarray,
     Returns
     -------
     distances : ndarray of float64, shape (n, k), ascending
+        The exact distances of the input values: candidates come from Gram
+        tiles in the input dtype (a running top-(k + 8) per row), then their
+        distances are recomputed in float64 from the rows (differences
+        accumulated with fma in feature order) and re-ranked.  CPU and GPU use
+        the same arithmetic, so they return the same bits.
     indices : ndarray of int64, shape (n, k)
         Row indices into y (or x); ties keep the lower index.  CUDA tensors
-        for CUDA inputs: candidates from cuBLAS Gram tiles (a running top-k+8
-        per row), distances recomputed exactly in float64 and re-ranked.
+        for CUDA inputs (candidates from cuBLAS Gram tiles).
 
     Examples
     --------
@@ -123,7 +128,12 @@ def prdc(real: Any, fake: Any, *, k: int = 5) -> dict[str, float]:
     - coverage  = mean_i 1[min_j ||r_i - f_j|| < r_i]
 
     (strict inequalities, as in the authors' ``prdc`` package).  All distances
-    come from the fused k-NN and ball-count kernels.
+    come from the fused k-NN and ball-count kernels.  A pair whose Gram-tile
+    distance lies within rounding of a ball's boundary is decided on its exact
+    float64 distance, computed as the k-NN radii are: a sample that is exactly
+    on a boundary (such as the neighbour that defines a radius, when the fake
+    set contains copies of real samples) is outside, so ``prdc(x, x)`` is
+    exactly 1, 1, 1, 1, in float32 too, and the GPU gives the CPU's counts.
 
     Parameters
     ----------

@@ -4,10 +4,14 @@
 // emu::launch (emu.h: one std::thread per CUDA thread, real barriers, warp
 // shuffles, atomics under a mutex), and this driver compares every operation
 // with a float64 reference, on ragged sizes, in plain, symmetric (upper) and
-// exclude-diagonal modes.  Grid caps are EMU_CAP (2 forces the grid-stride
+// exclude-diagonal modes; and the k-NN ball statistics (gram_radius) and
+// exact candidate distances against the same fma arithmetic.  Grid caps are EMU_CAP (2 forces the grid-stride
 // loops).
 #include "emu.h"
+#include <algorithm>
 #include <array>
+#include <cmath>
+#include <limits>
 #include <cstdio>
 #include <random>
 #include <string>
@@ -104,6 +108,98 @@ void run_case(int kt, int64_t n, int64_t m, int64_t d, int64_t q, bool same, boo
   }
 }
 
+// The exact squared distance the kernels use (tile::exact_d2): fma in feature order.
+template <typename T> double exact_ref(const T* a, const T* b, int64_t d) {
+  double s = 0.0;
+  for (int64_t k = 0; k < d; ++k) { const double t = double(a[k]) - double(b[k]); s = std::fma(t, t, s); }
+  return s;
+}
+
+// gram_radius over GEMM-route tiles and candidate_distances, against float64
+// references.  Radii are exact distances to other points (so some queries lie
+// exactly on a boundary: outside), plus ignored (negative) and zero radii and
+// exact duplicates (distance 0: an infinite ratio).
+template <typename T>
+void run_radius_case(int64_t n, int64_t m, int64_t d, std::mt19937& rng) {
+  std::normal_distribution<double> N(0, 1);
+  std::uniform_int_distribution<int64_t> pick_x(0, n - 1), pick_y(0, m - 1);
+  std::vector<T> x(n * d), y(m * d);
+  for (auto& v : x) v = T(N(rng) * 3.0 + 5.0);
+  for (auto& v : y) v = T(N(rng) * 3.0 + 5.0);
+  for (int64_t i = 0; i < n; i += 3) {  // a third of the queries are copies of references
+    const int64_t j = pick_y(rng);
+    for (int64_t k = 0; k < d; ++k) x[i * d + k] = y[j * d + k];
+  }
+  std::vector<double> radii(m), radii2(m);
+  for (int64_t j = 0; j < m; ++j) {
+    const int64_t kind = j % 5;
+    if (kind == 3) radii[j] = -1.0;                    // ignored
+    else if (kind == 4) radii[j] = 0.0;                // an empty ball
+    else radii[j] = std::sqrt(exact_ref(x.data() + pick_x(rng) * d, y.data() + j * d, d));  // a query on it
+    radii2[j] = radii[j] >= 0 ? radii[j] * radii[j] : -1.0;
+  }
+  std::vector<double> center(d, 0.0);
+  for (int64_t i = 0; i < n; ++i) for (int64_t k = 0; k < d; ++k) center[k] += double(x[i*d+k]) / double(n + m);
+  for (int64_t i = 0; i < m; ++i) for (int64_t k = 0; k < d; ++k) center[k] += double(y[i*d+k]) / double(n + m);
+  std::vector<T> xc(n*d), yc(m*d);
+  for (int64_t i = 0; i < n*d; ++i) xc[i] = T(double(x[i]) - center[i % d]);
+  for (int64_t i = 0; i < m*d; ++i) yc[i] = T(double(y[i]) - center[i % d]);
+  std::vector<double> gxn(n), gyn(m);
+  cuda::row_norms<T>(view(xc, n, d), nullptr, gxn.data(), nullptr);
+  cuda::row_norms<T>(view(yc, m, d), nullptr, gyn.data(), nullptr);
+  const double u = sizeof(T) == 4 ? 0x1p-24 : 0x1p-53;
+  const double band = std::max(sizeof(T) == 4 ? 1e-4 : 1e-10, 4.0 * double(d + 2) * u);
+  std::vector<int64_t> count(n, 0);
+  std::vector<double> ratio(n, 0.0);
+  const int64_t TR = 37, TC = 29;
+  for (int64_t i0 = 0; i0 < n; i0 += TR) for (int64_t j0 = 0; j0 < m; j0 += TC) {
+    const int64_t rows = std::min(TR, n - i0), cols = std::min(TC, m - j0), ld = cols + 3;
+    std::vector<T> G(rows * ld, T(1e30));
+    for (int64_t i = 0; i < rows; ++i) for (int64_t j = 0; j < cols; ++j) {
+      T s = 0; for (int64_t k = 0; k < d; ++k) s += xc[(i0+i)*d+k] * yc[(j0+j)*d+k]; G[i*ld+j] = s; }
+    cuda::GramRadiusParams<T> p;
+    p.gram = G.data(); p.ld_gram = ld; p.rows = rows; p.cols = cols; p.row0 = i0; p.col0 = j0;
+    p.xnorms = gxn.data(); p.ynorms = gyn.data(); p.x = x.data(); p.y = y.data(); p.d = d;
+    p.radii = radii.data(); p.radii2 = radii2.data(); p.band = band; p.count = count.data(); p.max_ratio = ratio.data();
+    if (cuda::gram_radius<T>(p, nullptr)) { std::printf("gram_radius err\n"); ++failures; }
+  }
+  char tag[120];
+  std::snprintf(tag, sizeof tag, "%s n=%ld m=%ld d=%ld", sizeof(T) == 4 ? "f32" : "f64", (long)n, (long)m, (long)d);
+  const double inf = std::numeric_limits<double>::infinity();
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t c = 0; double best = 0.0;
+    for (int64_t j = 0; j < m; ++j) {
+      if (radii2[j] < 0) continue;
+      const double e = exact_ref(x.data() + i * d, y.data() + j * d, d);
+      c += std::sqrt(e) < radii[j];
+      const double r = e > 0 ? radii2[j] / e : (radii2[j] > 0 ? inf : 0.0);
+      best = std::max(best, r);
+    }
+    ++checks;
+    if (count[i] != c) { if (failures < 40) std::printf("FAIL radius count %s i=%ld got=%ld ref=%ld\n", tag, (long)i, (long)count[i], (long)c); ++failures; }
+    if (std::isinf(best) || std::isinf(ratio[i])) {
+      ++checks;
+      if (std::isinf(best) != std::isinf(ratio[i])) { std::printf("FAIL radius inf %s i=%ld\n", tag, (long)i); ++failures; }
+    } else {
+      check(std::string("radius ratio ") + tag, ratio[i], best, 0.0, sizeof(T) == 4 ? 1e-4 : 1e-10);
+    }
+  }
+  // candidate_distances: rows [row0, row0 + rows) of x, c candidates each, some -1 / out of range.
+  const int64_t row0 = n / 3, rows = n - row0, cc = 5;
+  std::vector<int64_t> cand(rows * cc);
+  for (int64_t t = 0; t < rows * cc; ++t) cand[t] = t % 7 == 6 ? -1 : (t % 11 == 10 ? m : pick_y(rng));
+  std::vector<double> out(rows * cc, -3.0);
+  if (cuda::candidate_distances<T>(x.data(), row0, rows, y.data(), m, d, cand.data(), cc, out.data(), nullptr)) {
+    std::printf("candidate_distances err\n"); ++failures;
+  }
+  for (int64_t t = 0; t < rows * cc; ++t) {
+    const int64_t j = cand[t];
+    const double ref = (j < 0 || j >= m) ? inf : std::sqrt(exact_ref(x.data() + (row0 + t / cc) * d, y.data() + j * d, d));
+    ++checks;
+    if (!(out[t] == ref)) { if (failures < 40) std::printf("FAIL candidates %s t=%ld got=%.17g ref=%.17g\n", tag, (long)t, out[t], ref); ++failures; }
+  }
+}
+
 int main(int argc, char** argv) {
   // argv[1]: "quick" (what CI runs: ragged edges, 1 x 1, an odd number of
   // 64-row tiles for the folded symmetric grid; half the combinations, every
@@ -124,6 +220,10 @@ int main(int argc, char** argv) {
           run_case<float>(kt, s[0], s[1], s[2], q, same, excl, rng);
           run_case<double>(kt, s[0], s[1], s[2], q, same, excl, rng);
         }
+  for (auto& s : sizes) {
+    run_radius_case<float>(s[0], s[1], s[2], rng);
+    run_radius_case<double>(s[0], s[1], s[2], rng);
+  }
   std::printf("checks=%d failures=%d\n", checks, failures);
   return failures != 0;
 }

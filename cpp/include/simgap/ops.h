@@ -86,7 +86,8 @@ struct SlicedParams {
 };
 
 // The k nearest rows of y for every row of x, by Euclidean distance:
-// dist (n x k, ascending, float64) and index (n x k).  With exclude_self (x is
+// dist (n x k, ascending, float64: exact distances of the inputs, exact_d2)
+// and index (n x k).  With exclude_self (x is
 // y), row i is not its own neighbour.  Ties keep the lower index.  Missing
 // neighbours (fewer than k candidates) are +inf / -1.
 template <typename T>
@@ -101,15 +102,19 @@ struct KnnParams {
   int64_t* index = nullptr;
 };
 
-// For every query row q of x and the reference rows r_j of y with squared
-// radii radii2[j]: count[q] = #{j : ||q - r_j||^2 < radii2[j]} and
-// max_ratio[q] = max_j radii2[j] / ||q - r_j||^2 (as squares; +inf at distance 0;
-// references with a negative radius are ignored).
+// For every query row q of x and the reference rows r_j of y with radii
+// radii[j] (radii2[j] = radii[j]^2, or -1 for an ignored reference):
+// count[q] = #{j : ||q - r_j|| < radii[j]} and max_ratio[q] = max_j
+// radii2[j] / ||q - r_j||^2 (as squares; +inf at distance 0).  Distances come
+// from the Gram tiles; within radius_band of a boundary the exact distance
+// (exact_d2) is compared with radii[j], so a point exactly on a ball's
+// boundary (e.g. the sample that defines a k-NN radius) is outside it.
 template <typename T>
 struct RadiusParams {
   MatrixView<T> x;
   MatrixView<T> y;
   const double* center = nullptr;
+  const double* radii = nullptr;
   const double* radii2 = nullptr;
   int64_t* count = nullptr;
   double* max_ratio = nullptr;

@@ -94,6 +94,57 @@ template <typename T>
 cudaError_t gram_contract(const GramTileParams<T>& p, const T* weights, int64_t q, double* out,
                           cudaStream_t stream);
 
+// ---- The GEMM path's k-NN ball statistics (precision / recall / density /
+// coverage, realism score) -----------------------------------------------------
+//
+// For the Gram tile G of the centred queries [row0, row0 + rows) and the
+// centred references [col0, col0 + cols) (float32 from an IEEE GEMM, or
+// float64), with xnorms / ynorms their float64 squared norms:
+//   count[row0 + i]     += #{j : ||q_i - r_j|| < radii[col0 + j]}
+//   max_ratio[row0 + i]  = max(max_ratio[row0 + i], max_j radii2[j] / ||q_i - r_j||^2)
+// (the ratio is +inf at distance 0 with a positive radius, 0 with radius 0;
+// references with radii2 < 0 are ignored).  The squared distance is
+// xnorms + ynorms - 2 G in float64, clamped at 0; the pairs where that identity
+// loses digits (below 1/32 of xnorms + ynorms) or could fall on the wrong side
+// of the ball's boundary (|d2 - radii2| <= band * (xnorms + ynorms)) are
+// recomputed exactly in float64 from the original rows x and y (global
+// indexing, d values each) and compared as distances, so a point exactly on a
+// boundary is outside it.  One warp owns a row: tiles launched one after
+// another on a stream accumulate without atomics.
+template <typename T>
+struct GramRadiusParams {
+  const T* gram = nullptr;
+  int64_t ld_gram = 0;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  int64_t row0 = 0;
+  int64_t col0 = 0;
+  const double* xnorms = nullptr;
+  const double* ynorms = nullptr;
+  const T* x = nullptr;
+  const T* y = nullptr;
+  int64_t d = 0;
+  const double* radii = nullptr;    // per reference (global), any sign
+  const double* radii2 = nullptr;   // radii^2, or -1 where radii < 0
+  double band = 0.0;
+  int64_t* count = nullptr;         // per query (global)
+  double* max_ratio = nullptr;      // per query (global), >= 0
+};
+
+template <typename T>
+cudaError_t gram_radius(const GramRadiusParams<T>& p, cudaStream_t stream);
+
+// out[i * c + k] = ||x_(row0 + i) - y_(cand[i * c + k])||, exactly in float64
+// (the same arithmetic as gram_radius's recomputed pairs, so that a k-NN
+// radius and a ball test of the same two points agree to the bit), for
+// i < rows, k < c; x (n x d) and y (m x d) contiguous with global indexing,
+// cand (rows x c) indices into y (a negative index gives +inf).  The k-NN
+// candidates' re-ranking distances.
+template <typename T>
+cudaError_t candidate_distances(const T* x, int64_t row0, int64_t rows, const T* y, int64_t m,
+                                int64_t d, const int64_t* cand, int64_t c, double* out,
+                                cudaStream_t stream);
+
 // ---- The fused tensor-core route (precision "tf32" / "bf16", few features) --
 //
 // out (n x q, float64) += K(x, y) @ weights with the Gram tile from WMMA in
