@@ -127,10 +127,19 @@ def _single(name):
     return getattr(simgap, fn)(x, y, **kw)
 
 
-def _distributed(name, rank, world):
+DEVICE_SCENARIOS = [k for k, v in SCENARIOS.items() if v[0] in ("mmd2", "mmd2_batch")]
+
+
+def _distributed(name, rank, world, as_tensors=False, device="cpu"):
     import simgap.distributed as sd
 
     fn, x, y, kw, extra, xs, ys = _inputs(name)
+    if as_tensors:
+        import torch
+
+        x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+        if "ys" in extra:
+            extra["ys"] = [torch.from_numpy(a).to(device) for a in extra["ys"]]
     small = "small" in name
     sd._TEST_MEMORY_BYTES = 1 if small else simgap.mmd._TEST_MEMORY_BYTES
     sd._SLICED_MEMORY_BYTES = 1 if small else 256 << 20
@@ -161,10 +170,32 @@ def _worker(rank, world, store, outdir, job):
 
     import simgap.distributed as sd
 
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world,
-                            timeout=datetime.timedelta(seconds=GROUP_TIMEOUT_S if job == "scenarios" else 3))
+    backend = "gloo"
+    if job == "nccl":
+        import torch
+
+        torch.cuda.set_device(rank)
+        backend = "nccl"
+    dist.init_process_group(backend, init_method=f"file://{store}", rank=rank, world_size=world,
+                            timeout=datetime.timedelta(seconds=GROUP_TIMEOUT_S if job != "crash" and job != "hang"
+                                                       else 3))
     results = {}
-    if job == "scenarios":
+    if job == "nccl":
+        # Real CUDA shards over NCCL: the device-resident ring (GPU messages, GPU kernel sums).
+        import torch
+
+        taken = []
+        rule = sd._ring_device
+
+        def spy(comm, device):
+            taken.append(rule(comm, device))
+            return taken[-1]
+
+        sd._ring_device = spy
+        for name in DEVICE_SCENARIOS:
+            results[name] = _plain(_distributed(name, rank, world, as_tensors=True, device=f"cuda:{rank}"))
+        results["taken"] = [str(t) for t in taken]
+    elif job == "scenarios":
         for name in SCENARIOS:
             t0 = time.perf_counter()
             results[name] = (_plain(_distributed(name, rank, world)), time.perf_counter() - t0)
@@ -184,6 +215,38 @@ def _worker(rank, world, store, outdir, job):
             except Exception as exc:  # recorded for the test to check
                 results[label] = (type(exc).__name__, str(exc))
         results["after_errors"] = _plain(sd.mmd2(x[rank::world], y[rank::world], bandwidth=1.0))
+    elif job == "device_ring":
+        # The device-resident ring (CUDA shards, NCCL) with the stand-in CUDA module of
+        # test_cuda_orchestration on CPU tensors, gloo carrying the torch buffers.
+        import torch
+
+        from simgap import _cuda_ops
+        from test_cuda_orchestration import _make_fake
+
+        fake = _make_fake()
+        _cuda_ops._cuda = fake
+        _cuda_ops._stream = lambda t: (0, 0)
+        _cuda_ops.GEMM_TILE = 64
+        host_ring = sd._ring_device
+        sd._ring_device = lambda comm, device: torch.device("cpu")
+        for route in ("fused", "gemm"):
+            _cuda_ops.FORCE_ROUTE = route
+            for name in DEVICE_SCENARIOS:
+                fake.calls.clear()
+                results[(route, name)] = (_plain(_distributed(name, rank, world, as_tensors=True)),
+                                          len(fake.calls))
+        sd._ring_device = host_ring
+        # A rank whose shard has a NaN on the device fails every rank.
+        sd._ring_device = lambda comm, device: torch.device("cpu")
+        x, y = _data(40, 30, 3, "float64")
+        bad = torch.from_numpy(x[:10].copy())
+        if rank == world - 1:
+            bad[2, 1] = float("nan")
+        try:
+            sd.mmd2(bad, torch.from_numpy(y[:10]))
+            results["device_nan"] = ("no error",)
+        except Exception as exc:
+            results["device_nan"] = (type(exc).__name__, str(exc))
     elif job == "crash":
         if rank == 1:
             raise SystemExit(7)  # the user's code fails on one rank before the call
@@ -273,6 +336,84 @@ def test_a_bad_rank_fails_every_rank(group_results):
         kind, msg = results[r]["features"]
         assert kind == "ValueError" and "features" in msg
         assert results[r]["after_errors"][0] == "value"
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_device_resident_ring_equals_single_process(tmp_path, world):
+    """mmd2 / mmd2_batch with the shards kept on the (stand-in) device: the
+    ring's messages are torch buffers and the kernel sums go through _cuda_ops,
+    on both routes; the results are the single-process ones, the same on every
+    rank.  A NaN on one rank's device shard fails every rank."""
+    procs, outputs = _launch(tmp_path, world, "device_ring")
+    for r, p in enumerate(procs):
+        assert p.returncode == 0, f"rank {r} failed:\n{outputs[r][-3000:]}"
+    results = []
+    for r in range(world):
+        with open(tmp_path / f"rank{r}.pkl", "rb") as fh:
+            results.append(pickle.load(fh))
+    for name in DEVICE_SCENARIOS:
+        expected = _plain(_single(name))
+        tol = TOL[SCENARIOS[name][1][3]]
+        for route in ("fused", "gemm"):
+            first = results[0][(route, name)][0]
+            for r in range(world):
+                got, calls = results[r][(route, name)]
+                assert calls > 0, (route, name, r)  # the kernels ran through the device path
+                assert got[0] == expected[0]
+                for g, e in zip(got[1:], expected[1:]):
+                    np.testing.assert_allclose(g, e, **tol, err_msg=f"{name} ({route}), rank {r}")
+                for g, f in zip(got[1:], first[1:]):
+                    np.testing.assert_array_equal(g, f, err_msg=f"{name} ({route}): rank {r} differs")
+    for r in range(world):
+        kind, msg = results[r]["device_nan"]
+        assert kind == "ValueError" and "NaN" in msg
+        if r != world - 1:
+            assert f"rank {world - 1}" in msg
+
+
+@pytest.mark.gpu
+def test_nccl_device_ring_equals_single_process(tmp_path):
+    """On one or two GPUs (one rank per GPU): CUDA shards over NCCL take the
+    device-resident ring and give the single-process values."""
+    import torch
+
+    from conftest import HAS_CUDA
+
+    if not HAS_CUDA or not torch.distributed.is_nccl_available():
+        pytest.skip("needs a CUDA GPU, NCCL and a simgap build with CUDA")
+    world = min(2, torch.cuda.device_count())
+    procs, outputs = _launch(tmp_path, world, "nccl")
+    for r, p in enumerate(procs):
+        assert p.returncode == 0, f"rank {r} failed:\n{outputs[r][-3000:]}"
+    for r in range(world):
+        with open(tmp_path / f"rank{r}.pkl", "rb") as fh:
+            res = pickle.load(fh)
+        assert res["taken"] and all(t == f"cuda:{r}" for t in res["taken"]), res["taken"]
+        for name in DEVICE_SCENARIOS:
+            expected = _plain(_single(name))
+            for g, e in zip(res[name][1:], expected[1:]):
+                np.testing.assert_allclose(g, e, **TOL[SCENARIOS[name][1][3]], err_msg=f"{name}, rank {r}")
+
+
+def test_ring_device_rule(monkeypatch):
+    """Which shards stay on the GPU: CUDA shards on the NCCL group's current
+    device, with a CUDA build; anything else takes the host ring."""
+    import types
+
+    import torch
+
+    import simgap.distributed as sd
+    from simgap import _backend
+
+    nccl = types.SimpleNamespace(device=torch.device("cuda", 1))
+    gloo = types.SimpleNamespace(device=torch.device("cpu"))
+    monkeypatch.setattr(_backend, "_cuda", object())
+    assert sd._ring_device(nccl, "cuda:1") == torch.device("cuda", 1)
+    assert sd._ring_device(nccl, "cuda:0") is None
+    assert sd._ring_device(nccl, "cpu") is None
+    assert sd._ring_device(gloo, "cuda:1") is None
+    monkeypatch.setattr(_backend, "_cuda", None)
+    assert sd._ring_device(nccl, "cuda:1") is None
 
 
 def test_a_crashed_rank_does_not_hang_the_others(tmp_path):

@@ -6,11 +6,21 @@ concatenated data (x shards in rank order, then y shards in rank order).
 Memory per rank is O(shard): no rank ever holds all the data.
 
 The process group is the caller's: launch with ``torchrun`` and call
-``torch.distributed.init_process_group("gloo")`` (CPU) or ``("nccl")`` (GPUs;
-the data stays in CPU memory for the simgap kernels and only the messages are
-staged through the current CUDA device) before calling these functions.
-Shards may be CUDA tensors: each is copied to the host once per call (the
-ring's kernels are the CPU ones; a GPU ring is not implemented).
+``torch.distributed.init_process_group("gloo")`` (CPU) or ``("nccl")`` (GPUs)
+before calling these functions.  Where the data lives:
+
+* ``mmd2`` and ``mmd2_batch`` with CUDA shards under NCCL, each rank's shards
+  on its current CUDA device (``torch.cuda.set_device(local_rank)``): the
+  device-resident ring.  Shards stay on the GPU, the ring's messages go GPU to
+  GPU through NCCL, and the kernel sums run on the GPU (the CUDA kernels of
+  :func:`simgap.mmd2`, ``precision="highest"``).
+* Everything else (gloo; NumPy shards; CUDA shards on another device than
+  NCCL's current one; ``mmd_test`` and ``sliced_wasserstein``): the host ring.
+  CUDA shards are copied to the host once per call, the kernels are the CPU
+  ones, and under NCCL only the messages are staged through the current CUDA
+  device.
+
+Each rank chooses for itself (the messages are the same bytes either way).
 Importing this module does not import torch.
 
 How the work is split, and what travels (P ranks, d features, itemsize bytes
@@ -308,10 +318,18 @@ class _Comm:
             total = total + p[0]
         return total
 
-    def shift(self, buf: np.ndarray, recv_nbytes: int) -> "_Pending":
-        """Send buf to rank + 1 and receive recv_nbytes bytes from rank - 1 (both never empty)."""
-        recv = np.empty(recv_nbytes, dtype=np.uint8)
-        st, rt = self._tensor(buf), self._tensor(recv)
+    def shift(self, buf: Any, recv_nbytes: int) -> "_Pending":
+        """Send buf to rank + 1 and receive recv_nbytes bytes from rank - 1 (both never empty).
+
+        buf is a uint8 NumPy array, or a uint8 torch tensor already on the
+        transport device (the device-resident ring), which is then what the
+        receive gives back."""
+        if _is_torch_tensor(buf):
+            st = buf
+            rt, recv = self.torch.empty(recv_nbytes, dtype=self.torch.uint8, device=buf.device), None
+        else:
+            recv = np.empty(recv_nbytes, dtype=np.uint8)
+            st, rt = self._tensor(buf), self._tensor(recv)
         ops = [self.dist.P2POp(self.dist.isend, st, self._peer(self.rank + 1), self.group),
                self.dist.P2POp(self.dist.irecv, rt, self._peer(self.rank - 1), self.group)]
         works = self.dist.batch_isend_irecv(ops)
@@ -332,9 +350,11 @@ class _Pending:
     def __init__(self, works, send_t, recv_t, recv_np):
         self.works, self.send_t, self.recv_t, self.recv_np = works, send_t, recv_t, recv_np
 
-    def wait(self) -> np.ndarray:
+    def wait(self) -> Any:
         for w in self.works:
             w.wait()
+        if self.recv_np is None:  # the device-resident ring keeps the tensor
+            return self.recv_t
         if self.recv_t.device.type != "cpu":
             return self.recv_t.cpu().numpy()
         return self.recv_np
@@ -377,7 +397,7 @@ def _agree(comm: _Comm, fn: Callable[[], tuple[Any, dict]], options: Any) -> tup
 def _as_shard(x: Any, name: str) -> np.ndarray:
     """As :func:`simgap._validation.as_matrix`, but a shard may have 0 rows (shape (0, d)).
 
-    A CUDA tensor is copied to the host once: the ring's kernels run on CPU memory.
+    A CUDA tensor is copied to the host once (the host ring's kernels run on CPU memory).
     """
     if _is_torch_tensor(x) and x.device.type != "cpu":
         x = x.detach().cpu()
@@ -390,6 +410,46 @@ def _as_shard(x: Any, name: str) -> np.ndarray:
         probe = x.new_zeros((1, shape[1])) if _is_torch_tensor(x) else np.zeros((1, shape[1]), np.asarray(x).dtype)
         return np.empty((0, shape[1]), dtype=as_matrix(probe, name).dtype)
     return as_matrix(x, name)
+
+
+def _ring_device(comm: _Comm, device: str) -> Any:
+    """The CUDA device on which this rank's ring keeps its shards and runs its
+    kernels (mmd2, mmd2_batch), or None for the host ring.
+
+    That is the shards' device when they are CUDA tensors, the group's backend
+    is NCCL (the messages then go GPU to GPU) and its current device is that
+    one, with a simgap build that has the CUDA module.  Otherwise CUDA shards
+    are copied to the host once per call.  Each rank decides for itself: the
+    messages are the same bytes either way."""
+    from . import _backend
+
+    if not device.startswith("cuda") or comm.device.type != "cuda" or _backend._cuda is None:
+        return None
+    return comm.device if str(comm.device) == device else None
+
+
+def _as_device_shard(x: Any, name: str) -> Any:
+    """A CUDA tensor shard checked on its device as :func:`_as_shard` checks host
+    shards (0 rows allowed): floating point (half precision and integers are
+    widened, as on the host), 2-D, finite, contiguous."""
+    import torch
+
+    if x.is_complex():
+        raise TypeError(f"{name} has complex dtype {x.dtype}; expected real floating point")
+    t = x.detach()
+    if t.dtype in (torch.float16, torch.bfloat16):
+        t = t.float()
+    elif t.dtype not in (torch.float32, torch.float64):
+        t = t.double()
+    if t.dim() != 2:
+        raise ValueError(
+            f"{name} must be a 2-D array of shape (n_samples, n_features); got {t.dim()}-D with shape {tuple(t.shape)}"
+        )
+    if t.shape[1] == 0:
+        raise ValueError(f"{name} has 0 columns; at least one feature is needed")
+    if t.shape[0] and not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} contains NaN or Inf")
+    return t.contiguous()
 
 
 def _shard_weights(w: Any, n: int, name: str) -> np.ndarray | None:
@@ -428,7 +488,16 @@ def _counts(metas: list[dict], k: int) -> np.ndarray:
     return np.array([mt["rows"][k] for mt in metas], dtype=np.int64)
 
 
-def _median(comm: _Comm, sets: list[np.ndarray], metas: list[dict]) -> float:
+def _host_rows(a: Any, idx: np.ndarray) -> np.ndarray:
+    """Rows idx of a host array or device tensor, as a NumPy array."""
+    if _is_torch_tensor(a):
+        import torch
+
+        return a[torch.as_tensor(idx, dtype=torch.int64, device=a.device)].cpu().numpy()
+    return a[idx]
+
+
+def _median(comm: _Comm, sets: list[Any], metas: list[dict]) -> float:
     """The median heuristic of the pooled sets, computed as the single-process one.
 
     The same seeded subsample of at most 2000 global row indices is drawn on
@@ -450,7 +519,7 @@ def _median(comm: _Comm, sets: list[np.ndarray], metas: list[dict]) -> float:
         starts = set_start[k] + np.concatenate([[0], np.cumsum(c)])
         chosen.append([idx[(idx >= starts[r]) & (idx < starts[r + 1])] - starts[r] for r in range(comm.world)])
     d = sets[0].shape[1]
-    mine = [np.asarray(s[chosen[k][comm.rank]], dtype=np.float64) for k, s in enumerate(sets)]
+    mine = [np.asarray(_host_rows(s, chosen[k][comm.rank]), dtype=np.float64) for k, s in enumerate(sets)]
     local = np.concatenate(mine, axis=0) if mine else np.empty((0, d))
     per_rank = [sum(len(chosen[k][r]) for k in range(len(sets))) for r in range(comm.world)]
     got = comm.gather_rows(local.reshape(-1, d), per_rank)
@@ -472,20 +541,39 @@ def _layout(shapes: list[tuple[tuple[int, ...], np.dtype]]) -> tuple[list[int], 
     return offsets, max(pos, _ALIGN)
 
 
-def _pack(parts: list[np.ndarray]) -> np.ndarray:
-    offsets, size = _layout([(p.shape, p.dtype) for p in parts])
+def _np_dtype(dt: Any) -> np.dtype:
+    """The NumPy dtype of a NumPy or torch dtype (the ring's layouts are in NumPy dtypes)."""
+    return np.dtype(str(dt).replace("torch.", ""))
+
+
+def _pack(parts: list[Any]) -> Any:
+    offsets, size = _layout([(tuple(p.shape), _np_dtype(p.dtype)) for p in parts])
+    if parts and _is_torch_tensor(parts[0]):  # the device-resident ring: one buffer on the device
+        import torch
+
+        buf = torch.zeros(size, dtype=torch.uint8, device=parts[0].device)
+        for off, p in zip(offsets, parts):
+            nb = p.numel() * p.element_size()
+            if nb:
+                buf[off : off + nb] = p.contiguous().reshape(-1).view(torch.uint8)
+        return buf
     buf = np.zeros(size, dtype=np.uint8)
     for off, p in zip(offsets, parts):
         buf[off : off + p.nbytes] = np.ascontiguousarray(p).reshape(-1).view(np.uint8)
     return buf
 
 
-def _unpack(buf: np.ndarray, shapes: list[tuple[tuple[int, ...], np.dtype]]) -> list[np.ndarray]:
+def _unpack(buf: Any, shapes: list[tuple[tuple[int, ...], np.dtype]]) -> list[Any]:
     offsets, _ = _layout(shapes)
     out = []
     for off, (shape, dt) in zip(offsets, shapes):
         nb = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
-        out.append(buf[off : off + nb].view(dt).reshape(shape))
+        if _is_torch_tensor(buf):  # views of the device buffer (every part starts 8-byte aligned)
+            import torch
+
+            out.append(buf[off : off + nb].view(getattr(torch, dt.name)).reshape(shape))
+        else:
+            out.append(buf[off : off + nb].view(dt).reshape(shape))
     return out
 
 
@@ -520,22 +608,34 @@ def _rows_half(n: int, half: int | None) -> slice:
 
 
 # ----------------------------------------------------------------------------------------- MMD
-def _shard_inputs(named: list[tuple[str, Any]], weights: list[tuple[str, Any]]):
-    """Validate the shards of several sets (same features) and their raw weights."""
-    arrays = [_as_shard(v, name) for name, v in named]
+def _shard_inputs(named: list[tuple[str, Any]], weights: list[tuple[str, Any]], device: Any = None):
+    """Validate the shards of several sets (same features) and their raw weights
+    (NumPy on the host, or CUDA tensors kept on ``device``; weights on the host)."""
+    if device is not None:
+        arrays = [_as_device_shard(v, name) for name, v in named]
+    else:
+        arrays = [_as_shard(v, name) for name, v in named]
     d = arrays[0].shape[1]
     for (name, _), a in zip(named[1:], arrays[1:]):
         if a.shape[1] != d:
             raise ValueError(f"{named[0][0]} has {d} columns but {name} has {a.shape[1]}; "
                              "both must have the same number of features")
     ws = [_shard_weights(w, a.shape[0], wname) for (wname, w), a in zip(weights, arrays)]
-    for a, (name, _) in zip(arrays, named):
-        check_finite(a, name)
+    if device is not None:
+        import torch
+
+        colsum = [a.sum(dim=0, dtype=torch.float64).cpu().numpy() for a in arrays]
+        itemsize = max(a.element_size() for a in arrays)
+    else:
+        for a, (name, _) in zip(arrays, named):
+            check_finite(a, name)
+        colsum = [a.sum(axis=0, dtype=np.float64) for a in arrays]
+        itemsize = max(a.itemsize for a in arrays)
     meta = {
         "rows": [a.shape[0] for a in arrays],
         "d": d,
-        "itemsize": max(a.itemsize for a in arrays),
-        "colsum": [a.sum(axis=0, dtype=np.float64) for a in arrays],
+        "itemsize": itemsize,
+        "colsum": colsum,
         "wsum": [None if w is None else float(w.sum()) for w in ws],
         "wsq": [None if w is None else float(np.dot(w, w)) for w in ws],
     }
@@ -565,8 +665,8 @@ def _mmd_setup(comm, prepare, kernel, bandwidth, gamma, coef0, degree, options, 
 
     def local():
         named, wnames, wvals = prepare()
-        common_device(**{n: v for n, v in named})
-        arrays, ws, meta = _shard_inputs(named, list(zip(wnames, wvals)))
+        device = _ring_device(comm, common_device(**{n: v for n, v in named}))
+        arrays, ws, meta = _shard_inputs(named, list(zip(wnames, wvals)), device)
         spec0, needs_median = _kernel_precheck(kernel, bandwidth, gamma, coef0, degree, arrays[0].shape[1])
         _check_estimator(estimator, any(w is not None for w in ws), allowed)
         extra_check(spec0)
@@ -584,10 +684,18 @@ def _mmd_setup(comm, prepare, kernel, bandwidth, gamma, coef0, degree, options, 
         if unbiased and total < 2:
             raise ValueError(f"{name} has 1 row; the unbiased estimator needs at least 2 (use estimator='biased')")
     dtype = _global_dtype(metas)
-    arrays = [a.astype(dtype) if a.dtype != dtype else a for a in arrays]
+    on_device = _is_torch_tensor(arrays[0])
+    if on_device:
+        import torch
+
+        arrays = [a.to(getattr(torch, dtype.name)) for a in arrays]
+    else:
+        arrays = [a.astype(dtype) if a.dtype != dtype else a for a in arrays]
     # Weights normalised by the global total; a weighted set gets zeros(0) on ranks with no rows of it.
     ws = [None if nm is None else np.ascontiguousarray((np.zeros(0) if w is None else w) / nm[0])
           for w, nm in zip(ws, norms)]
+    if on_device:
+        ws = [None if w is None else torch.from_numpy(w).to(arrays[0].device) for w in ws]
     spec = spec0
     if needs_median:
         spec = replace(spec0, bandwidths=(_median(comm, arrays, metas),))
@@ -605,13 +713,44 @@ def _mmd_ring(comm, arrays, ws, metas, spec, unbiased, centers_self, centers_cro
     args = spec.args()
     acc_self = np.zeros((K, width))
     acc_cross = np.zeros((K, width))
-    dtype = arrays[0].dtype
+    dtype = _np_dtype(arrays[0].dtype)
     d = arrays[0].shape[1]
     weighted = [w is not None for w in ws]
+
+    on_device = _is_torch_tensor(arrays[0])
+    if on_device:  # the device-resident ring: shards, messages and kernel sums on the GPU
+        import torch
+
+        from . import _cuda_ops
+        from .mmd import _single
+
+        specs = [_single(spec, s) for s in spec.bandwidths] if per_scale else spec
+        dev_centers = {}
+
+        def dev_center(c):
+            if c is None:
+                return None
+            if id(c) not in dev_centers:
+                dev_centers[id(c)] = torch.from_numpy(np.ascontiguousarray(c, dtype=np.float64)).to(arrays[0].device)
+            return dev_centers[id(c)]
+
+        def ones(t):
+            return torch.ones(t.shape[0], dtype=torch.float64, device=t.device)
 
     def ksum(A, B, a, b, center, diagonal):
         if A.shape[0] == 0 or B.shape[0] == 0:
             return np.zeros(width)
+        if on_device:
+            # The gaussian kernel of several bandwidths is the sum of the single ones.
+            c = dev_center(center)
+            a = ones(A) if a is None else a
+            if diagonal:
+                v = _cuda_ops.weighted_self_sum(A, a, specs, c, unbiased, "highest")
+            else:
+                b = ones(B) if b is None else b
+                out = _cuda_ops.contract(A, B, b.reshape(-1, 1), specs, c, False, False, "highest")
+                v = (np.array([float(a @ o[:, 0]) for o in out]) if per_scale else float(a @ out[:, 0]))
+            return np.concatenate([[float(np.sum(v))], v]) if per_scale else np.array([float(v)])
         ps = np.zeros(width - 1) if per_scale else None
         if diagonal:
             s = _C.kernel_sum(A, A, a, a, *args, center, True, unbiased, True, ps)
@@ -718,7 +857,8 @@ def mmd2(
     Parameters
     ----------
     x : array_like, shape (n_r, d)
-        This rank's rows of x: NumPy array or CPU torch tensor; may have 0 rows.
+        This rank's rows of x: NumPy array or torch tensor; may have 0 rows.
+        CUDA tensors under NCCL stay on the GPU (see :mod:`simgap.distributed`).
     y : array_like, shape (m_r, d)
         This rank's rows of y.
     group : torch.distributed.ProcessGroup, optional
@@ -793,6 +933,7 @@ def mmd2_batch(
     The distributed :func:`simgap.mmd2_batch`: the x-x sums are computed once,
     all sets travel the ring together (one message per step).  "median" is the
     median heuristic of x pooled with all of ys, as in the single version.
+    CUDA shards under NCCL stay on the GPU, as in :func:`mmd2`.
 
     Parameters
     ----------
