@@ -706,7 +706,25 @@ def sliced_wasserstein(x, y, theta: np.ndarray, a, b, p: float):
     if n < (1 << 16) or m < (1 << 16):  # the segmented sort indexes with int32
         chunk = int(max(1, min(chunk, (2**31 - 1) // max(n, m))))
     out = torch.zeros(L, dtype=torch.float64, device=xa.device)
-    is_double = dtype == torch.float64
+    for l0 in range(0, L, chunk):
+        l1 = min(L, l0 + chunk)
+        t = th[l0:l1]
+        with fp32_matmul("ieee"):
+            px, py = torch.mm(t, xo.t()), torch.mm(t, yo.t())
+        wasserstein_rows(px, py, a, b, p, out[l0:l1])
+    return out
+
+
+def wasserstein_rows(px, py, a, b, p: float, out) -> None:
+    """out[l] += W_p^p(px[l], py[l]) for the rows of px (L x n) and py (L x m):
+    projected values on the device (float32 or float64, one dtype), a / b the
+    float64 weights of the n / m points (None: uniform).  CUB radix sorts
+    (torch.sort with its permutation when weighted, to carry the weights), then
+    the exact 1-D distances; px and py are consumed."""
+    torch = _torch()
+    device, stream = _stream(px)
+    is_double = px.dtype == torch.float64
+    n, m = px.shape[1], py.shape[1]
 
     def sorted_rows(values, w):
         rows, length = values.shape
@@ -714,6 +732,7 @@ def sliced_wasserstein(x, y, theta: np.ndarray, a, b, p: float):
             s, idx = torch.sort(values, dim=1)
             cum = torch.cumsum(w[idx], dim=1)
             return s, cum
+        values = values.contiguous()
         s = torch.empty_like(values)
         temp_bytes = int(_cuda.sort_rows_temp_bytes(length, rows, is_double, device))
         temp = torch.empty(max(temp_bytes, 1), dtype=torch.uint8, device=values.device)
@@ -721,19 +740,13 @@ def sliced_wasserstein(x, y, theta: np.ndarray, a, b, p: float):
                         is_double, device, stream)
         return s, None
 
-    for l0 in range(0, L, chunk):
-        l1 = min(L, l0 + chunk)
-        t = th[l0:l1]
-        with fp32_matmul("ieee"):
-            px, py = torch.mm(t, xo.t()), torch.mm(t, yo.t())
-        sx, cx = sorted_rows(px, a)
-        del px
-        sy, cy = sorted_rows(py, b)
-        del py
-        _cuda.wasserstein_1d(sx.data_ptr(), n, 0 if cx is None else cx.data_ptr(), sy.data_ptr(), m,
-                             0 if cy is None else cy.data_ptr(), l1 - l0, float(p),
-                             out[l0:l1].data_ptr(), is_double, device, stream)
-    return out
+    sx, cx = sorted_rows(px, a)
+    del px
+    sy, cy = sorted_rows(py, b)
+    del py
+    _cuda.wasserstein_1d(sx.data_ptr(), n, 0 if cx is None else cx.data_ptr(), sy.data_ptr(), m,
+                         0 if cy is None else cy.data_ptr(), sx.shape[0], float(p),
+                         out.data_ptr(), is_double, device, stream)
 
 
 # ---- k nearest neighbours and ball counts (cuBLAS Gram tiles + torch top-k) ----------------

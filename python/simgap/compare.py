@@ -716,7 +716,8 @@ def compare(
         Frechet distances run on that GPU; the scikit-learn steps (C2ST,
         k-means, forests, PCA, map) run on one host copy of the embeddings.
         ``report.settings["device"]`` says which.  With ``group``, CUDA shards
-        are copied to the host (:mod:`simgap.distributed` works on CPU memory).
+        are copied to the host (compare's sharded path runs on host copies,
+        though :mod:`simgap.distributed` itself can keep CUDA shards on the GPU).
     params : pandas.DataFrame, dict of 1-D arrays or EmbeddingStore, optional
         Simulation parameters, one row per synthetic sample; numeric and
         categorical (any other dtype, compared as strings) columns.

@@ -9,13 +9,16 @@ The process group is the caller's: launch with ``torchrun`` and call
 ``torch.distributed.init_process_group("gloo")`` (CPU) or ``("nccl")`` (GPUs)
 before calling these functions.  Where the data lives:
 
-* ``mmd2`` and ``mmd2_batch`` with CUDA shards under NCCL, each rank's shards
-  on its current CUDA device (``torch.cuda.set_device(local_rank)``): the
-  device-resident ring.  Shards stay on the GPU, the ring's messages go GPU to
-  GPU through NCCL, and the kernel sums run on the GPU (the CUDA kernels of
-  :func:`simgap.mmd2`, ``precision="highest"``).
+* CUDA shards under NCCL, each rank's shards on its current CUDA device
+  (``torch.cuda.set_device(local_rank)``): the device-resident path.  Shards
+  (and the test's packed labels) stay on the GPU, the ring's messages and the
+  sliced all-to-all go GPU to GPU through NCCL, and the kernel sums,
+  contractions, projections, sorts and 1-D distances run on the GPU (the CUDA
+  kernels of the single-process functions, ``precision="highest"``).  The
+  relabellings of ``mmd_test`` are drawn on the host, as on one process, and
+  copied to the device once.
 * Everything else (gloo; NumPy shards; CUDA shards on another device than
-  NCCL's current one; ``mmd_test`` and ``sliced_wasserstein``): the host ring.
+  NCCL's current one): the host path.
   CUDA shards are copied to the host once per call, the kernels are the CPU
   ones, and under NCCL only the messages are staged through the current CUDA
   device.
@@ -413,8 +416,8 @@ def _as_shard(x: Any, name: str) -> np.ndarray:
 
 
 def _ring_device(comm: _Comm, device: str) -> Any:
-    """The CUDA device on which this rank's ring keeps its shards and runs its
-    kernels (mmd2, mmd2_batch), or None for the host ring.
+    """The CUDA device on which this rank keeps its shards and runs its kernels
+    (every function of this module), or None for the host path.
 
     That is the shards' device when they are CUDA tensors, the group's backend
     is NCCL (the messages then go GPU to GPU) and its current device is that
@@ -1020,7 +1023,8 @@ def mmd_test(
     kernel block is evaluated once per batch on one rank.  The null
     distribution and p-value equal the single-process ones up to float64
     rounding (a tie between the observed statistic and a null value could in
-    principle resolve differently).
+    principle resolve differently).  CUDA shards under NCCL stay on the GPU,
+    labels and contractions included (see :mod:`simgap.distributed`).
 
     Parameters
     ----------
@@ -1045,8 +1049,8 @@ def mmd_test(
                repr(seed) if seed is None or isinstance(seed, int) else None)
 
     def local():
-        common_device(x=x, y=y)
-        arrays, _, meta = _shard_inputs([("x", x), ("y", y)], [("x_weights", None), ("y_weights", None)])
+        device = _ring_device(comm, common_device(x=x, y=y))
+        arrays, _, meta = _shard_inputs([("x", x), ("y", y)], [("x_weights", None), ("y_weights", None)], device)
         as_positive_int(n_permutations, "n_permutations")
         spec0, needs_median = _kernel_precheck(kernel, bandwidth, gamma, coef0, degree, arrays[0].shape[1])
         est = _check_estimator(estimator, False, ("unbiased", "exact", "biased"))
@@ -1061,14 +1065,26 @@ def mmd_test(
     if unbiased and min(n, m) < 2:
         raise ValueError("x, y: the unbiased estimator needs at least 2 rows in each sample")
     dtype = _global_dtype(metas)
-    xa, ya = (a.astype(dtype) if a.dtype != dtype else a for a in arrays)
+    on_device = _is_torch_tensor(arrays[0])  # the device-resident ring (CUDA shards under NCCL)
+    if on_device:
+        import torch
+
+        from . import _cuda_ops
+
+        xa, ya = (a.to(getattr(torch, dtype.name)) for a in arrays)
+    else:
+        xa, ya = (a.astype(dtype) if a.dtype != dtype else a for a in arrays)
     if needs_median:
         spec = replace(spec, bandwidths=(_median(comm, [xa, ya], metas),))
     N = n + m
     center = None
     if spec.uses_distance:
         center = np.ascontiguousarray(sum(mt["colsum"][0] + mt["colsum"][1] for mt in metas) / N)
-    z = np.concatenate([xa, ya], axis=0)
+    if on_device:
+        z = torch.cat([xa, ya], dim=0)
+        center_t = None if center is None else torch.from_numpy(center).to(z.device)
+    else:
+        z = np.concatenate([xa, ya], axis=0)
     rank, P = comm.rank, comm.world
     n_cols = n_permutations + 1
     nbytes = (n_cols + 7) // 8
@@ -1093,8 +1109,11 @@ def mmd_test(
                 block[:, c - c0] = mask[gidx]
         bits[:, c0 // 8 : c0 // 8 + (c1 - c0 + 7) // 8] = np.packbits(block, axis=1)
 
+    if on_device:
+        bits = torch.from_numpy(bits).to(z.device)
+    itemsize = dtype.itemsize
     rows_max = max(int(nxs[q] + nys[q]) for q in range(P))
-    per_col = max(1, rows_max) * (8 + 2 * z.itemsize)
+    per_col = max(1, rows_max) * (8 + 2 * itemsize)
     batch = max(8, (_TEST_MEMORY_BYTES // per_col) // 8 * 8)
     args = spec.args()
     T = np.zeros(1)
@@ -1102,13 +1121,42 @@ def mmd_test(
     sxx = np.zeros(n_cols)
 
     def labels(b, c0, c1):
+        if on_device:  # np.unpackbits on the device: the first label in the high bit
+            sub = b[:, c0 // 8 : (c1 + 7) // 8]
+            shifts = torch.arange(7, -1, -1, dtype=torch.uint8, device=b.device)
+            sub = ((sub[:, :, None] >> shifts) & 1).reshape(b.shape[0], -1)
+            return sub[:, c0 % 8 : c0 % 8 + (c1 - c0)]
         sub = np.unpackbits(b[:, c0 // 8 : (c1 + 7) // 8], axis=1, count=c1 - c0 + (c0 % 8))
         return sub[:, c0 % 8 :]
+
+    def block_pair_device(zA, bA, zB, bB, diagonal):
+        """block_pair with the shards, labels and contractions on the device."""
+        f = 1.0 if diagonal else 2.0
+        tdt = getattr(torch, dtype.name)
+        s_part = None
+        for c0 in range(0, n_cols, batch):
+            c1 = min(n_cols, c0 + batch)
+            WB = labels(bB, c0, c1).to(tdt)
+            if s_part is None:
+                WB = torch.cat([torch.ones((zB.shape[0], 1), dtype=tdt, device=WB.device), WB], dim=1)
+            out = _cuda_ops.contract(zA, zA if diagonal else zB, WB.contiguous(), spec, center_t, diagonal,
+                                     diagonal and unbiased, "highest")
+            if s_part is None:
+                s_part = out[:, 0].clone()
+                T[0] += f * float(s_part.sum())
+                out = out[:, 1:]
+            WA = labels(bA, c0, c1).to(torch.float64)
+            as_[c0:c1] += (WA.t() @ s_part).cpu().numpy()
+            if not diagonal:
+                as_[c0:c1] += out.sum(dim=0).cpu().numpy()  # the mirror block: a_B' K'(zB, zA) 1
+            sxx[c0:c1] += f * (WA * out).sum(dim=0).cpu().numpy()
 
     def block_pair(zA, bA, zB, bB, diagonal):
         """Contributions of the kernel block K'(zA, zB) and, off the diagonal, its mirror."""
         if zA.shape[0] == 0 or zB.shape[0] == 0:
             return
+        if on_device:
+            return block_pair_device(zA, bA, zB, bB, diagonal)
         f = 1.0 if diagonal else 2.0
         s_part = None
         for c0 in range(0, n_cols, batch):
@@ -1229,6 +1277,63 @@ def _project_rounds(comm, xa, ya, theta, center, nxs, nys, a, b, pp, dtype) -> n
     return result
 
 
+def _project_rounds_device(comm, xa, ya, theta, center, nxs, nys, a, b, pp, dtype) -> np.ndarray:
+    """_project_rounds with the shards on the device: projections by GEMM (IEEE
+    fp32 or fp64) of the centred rows, one all-to-all of direction-major
+    blocks per set and round (GPU to GPU under NCCL), sorts and 1-D distances
+    on the device (_cuda_ops.wasserstein_rows)."""
+    import torch
+
+    from . import _cuda_ops
+
+    P, rank = comm.world, comm.rank
+    L = theta.shape[1]
+    n, m = int(nxs.sum()), int(nys.sum())
+    rows_max = int(max(nxs.max(), nys.max()))
+    # send + receive + the sorted copy and CUB's buffer, per direction and set
+    per_direction = dtype.itemsize * (rows_max + 3 * -(-max(n, m) // P))
+    round_len = min(L, max(P, (_SLICED_MEMORY_BYTES // max(1, per_direction)) // P * P))
+    dev = xa.device
+    tdt = getattr(torch, dtype.name)
+    c = torch.from_numpy(np.ascontiguousarray(center, dtype=np.float64)).to(dev)
+    centred = [(arr.to(torch.float64) - c).to(tdt) for arr in (xa, ya)]
+    th = torch.from_numpy(np.ascontiguousarray(theta.T)).to(dev).to(tdt)  # L x d
+    aw = None if a is None else torch.from_numpy(a).to(dev)
+    bw = None if b is None else torch.from_numpy(b).to(dev)
+    result = np.zeros(L)
+    for g0 in range(0, L, round_len):
+        g1 = min(L, g0 + round_len)
+        bounds = [tuple(g0 + t for t in shard_range(g1 - g0, q, P)) for q in range(P)]
+        lo, hi = bounds[rank]
+        got = []
+        for arr, counts in zip(centred, (nxs, nys)):
+            rows = arr.shape[0]
+            # Direction-major blocks, one per destination rank.
+            with _cuda_ops.fp32_matmul("ieee"):
+                send = torch.mm(th[g0:g1], arr.t()).reshape(-1)  # (g1 - g0) x rows
+            recv = torch.empty(int(counts.sum()) * (hi - lo), dtype=tdt, device=dev)
+            comm.dist.all_to_all_single(recv, send, [int(c) * (hi - lo) for c in counts],
+                                        [rows * (qhi - qlo) for qlo, qhi in bounds], group=comm.group)
+            own = rows * (hi - lo) * dtype.itemsize
+            comm._count(send.numel() * dtype.itemsize - own, recv.numel() * dtype.itemsize - own)
+            del send
+            # From rank q: (hi - lo) x rows_q; every point in global order per direction.
+            blocks, pos = [], 0
+            for cnt in counts:
+                blocks.append(recv[pos : pos + int(cnt) * (hi - lo)].reshape(hi - lo, int(cnt)))
+                pos += int(cnt) * (hi - lo)
+            got.append(torch.cat(blocks, dim=1))
+            del recv, blocks
+        if hi > lo:
+            out = torch.zeros(hi - lo, dtype=torch.float64, device=dev)
+            _cuda_ops.wasserstein_rows(got[0], got[1], aw, bw, pp, out)
+            result[lo:hi] = out.cpu().numpy()
+        del got
+        parts = comm.gather_rows(result[lo:hi], [qhi - qlo for qlo, qhi in bounds])
+        result[g0:g1] = np.concatenate(parts)
+    return result
+
+
 def sliced_wasserstein(
     x: Any,
     y: Any,
@@ -1251,6 +1356,7 @@ def sliced_wasserstein(
     group, the rank sorts them and computes W_p^p as the single version does,
     and the L values are all-gathered.  Memory per rank
     O((n_r + m_r) L + (n + m) L / P); communication: see :mod:`simgap.distributed`.
+    CUDA shards under NCCL stay on the GPU (projections, all-to-all, sorts).
 
     Parameters
     ----------
@@ -1277,8 +1383,9 @@ def sliced_wasserstein(
                return_per_projection)
 
     def local():
-        common_device(x=x, y=y, projections=projections)
-        arrays, ws, meta = _shard_inputs([("x", x), ("y", y)], [("x_weights", x_weights), ("y_weights", y_weights)])
+        device = _ring_device(comm, common_device(x=x, y=y, projections=projections))
+        arrays, ws, meta = _shard_inputs([("x", x), ("y", y)], [("x_weights", x_weights), ("y_weights", y_weights)],
+                                         device)
         pp = as_real(p, "p")
         if pp < 1:
             raise ValueError(f"p must be >= 1, got {pp}")
@@ -1304,7 +1411,11 @@ def sliced_wasserstein(
         raise ValueError(f"{'x' if n == 0 else 'y'} has 0 rows on every rank; at least one sample is needed")
     norms = [_global_weights(metas, 0, "x_weights"), _global_weights(metas, 1, "y_weights")]
     dtype = _global_dtype(metas)
-    xa, ya = (a.astype(dtype) if a.dtype != dtype else a for a in arrays)
+    on_device = _is_torch_tensor(arrays[0])
+    if not on_device:
+        xa, ya = (a.astype(dtype) if a.dtype != dtype else a for a in arrays)
+    else:
+        xa, ya = arrays
     center = sum(mt["colsum"][0] + mt["colsum"][1] for mt in metas) / (n + m)
 
     # Global weights, in the global row order.
@@ -1316,7 +1427,8 @@ def sliced_wasserstein(
         return np.ascontiguousarray(np.concatenate(comm.gather_rows(local, list(counts))) / norms[k][0])
 
     a, b = all_weights(0, ws[0]), all_weights(1, ws[1])
-    out = _project_rounds(comm, xa, ya, theta, center, nxs, nys, a, b, pp, dtype)
+    rounds = _project_rounds_device if on_device else _project_rounds
+    out = rounds(comm, xa, ya, theta, center, nxs, nys, a, b, pp, dtype)
     value = float(np.mean(out) ** (1.0 / pp))
     if return_per_projection:
         return value, out
