@@ -285,18 +285,23 @@ def _launch(tmp_path, world, job, wait_for=None):
     return procs, outputs
 
 
-@pytest.fixture(scope="module", params=[2, 3], ids=["2proc", "3proc"])
-def group_results(request, tmp_path_factory):
-    world = request.param
-    tmp = tmp_path_factory.mktemp(f"dist{world}")
-    procs, outputs = _launch(tmp, world, "scenarios")
+def _run_group(tmp_path, world, job):
+    """Launch a group for `job`, check that every rank succeeded, return their results."""
+    procs, outputs = _launch(tmp_path, world, job)
     for r, p in enumerate(procs):
         assert p.returncode == 0, f"rank {r} failed:\n{outputs[r][-3000:]}"
     results = []
     for r in range(world):
-        with open(tmp / f"rank{r}.pkl", "rb") as fh:
+        with open(tmp_path / f"rank{r}.pkl", "rb") as fh:
             results.append(pickle.load(fh))
-    return world, results
+    return results
+
+
+@pytest.fixture(scope="module", params=[2, 3], ids=["2proc", "3proc"])
+def group_results(request, tmp_path_factory):
+    world = request.param
+    tmp = tmp_path_factory.mktemp(f"dist{world}")
+    return world, _run_group(tmp, world, "scenarios")
 
 
 # ------------------------------------------------------------------------------ the tests
@@ -345,13 +350,7 @@ def test_device_resident_ring_equals_single_process(tmp_path, world):
     kernel sums, sorts and 1-D distances go through _cuda_ops,
     on both routes; the results are the single-process ones, the same on every
     rank.  A NaN on one rank's device shard fails every rank."""
-    procs, outputs = _launch(tmp_path, world, "device_ring")
-    for r, p in enumerate(procs):
-        assert p.returncode == 0, f"rank {r} failed:\n{outputs[r][-3000:]}"
-    results = []
-    for r in range(world):
-        with open(tmp_path / f"rank{r}.pkl", "rb") as fh:
-            results.append(pickle.load(fh))
+    results = _run_group(tmp_path, world, "device_ring")
     for name in DEVICE_SCENARIOS:
         expected = _plain(_single(name))
         tol = TOL[SCENARIOS[name][1][3]]
@@ -386,12 +385,7 @@ def test_nccl_device_ring_equals_single_process(tmp_path):
     if not HAS_CUDA or not torch.distributed.is_nccl_available():
         pytest.skip("needs a CUDA GPU, NCCL and a simgap build with CUDA")
     world = min(2, torch.cuda.device_count())
-    procs, outputs = _launch(tmp_path, world, "nccl")
-    for r, p in enumerate(procs):
-        assert p.returncode == 0, f"rank {r} failed:\n{outputs[r][-3000:]}"
-    for r in range(world):
-        with open(tmp_path / f"rank{r}.pkl", "rb") as fh:
-            res = pickle.load(fh)
+    for r, res in enumerate(_run_group(tmp_path, world, "nccl")):
         assert res["taken"] and all(t == f"cuda:{r}" for t in res["taken"]), res["taken"]
         for name in DEVICE_SCENARIOS:
             expected = _plain(_single(name))

@@ -190,15 +190,11 @@ void kernel_matrix(std::uintptr_t x, int64_t n, std::uintptr_t y, int64_t m, int
   else run(float{});
 }
 
-// The Gram tile's description from the Python layer's arguments.
+// The Gram tile and its rows from the Python layer's arguments (device addresses).
 template <typename T>
-simgap::cuda::GramTileParams<T> gram_tile(std::uintptr_t gram, int64_t ld_gram, int64_t rows,
-                                          int64_t cols, int64_t row0, int64_t col0,
-                                          std::uintptr_t xn, std::uintptr_t yn, std::uintptr_t x,
-                                          std::uintptr_t y, int64_t d,
-                                          const simgap::KernelParams& kp, bool same,
-                                          bool exclude_diagonal) {
-  simgap::cuda::GramTileParams<T> p;
+void set_tile(simgap::cuda::GramTile<T>& p, std::uintptr_t gram, int64_t ld_gram, int64_t rows,
+              int64_t cols, int64_t row0, int64_t col0, std::uintptr_t xn, std::uintptr_t yn,
+              std::uintptr_t x, std::uintptr_t y, int64_t d) {
   p.gram = reinterpret_cast<const T*>(gram);
   p.ld_gram = ld_gram;
   p.rows = rows;
@@ -210,6 +206,18 @@ simgap::cuda::GramTileParams<T> gram_tile(std::uintptr_t gram, int64_t ld_gram, 
   p.x = reinterpret_cast<const T*>(x);
   p.y = reinterpret_cast<const T*>(y);
   p.d = d;
+}
+
+// The kernel epilogues' tile description.
+template <typename T>
+simgap::cuda::GramTileParams<T> gram_tile(std::uintptr_t gram, int64_t ld_gram, int64_t rows,
+                                          int64_t cols, int64_t row0, int64_t col0,
+                                          std::uintptr_t xn, std::uintptr_t yn, std::uintptr_t x,
+                                          std::uintptr_t y, int64_t d,
+                                          const simgap::KernelParams& kp, bool same,
+                                          bool exclude_diagonal) {
+  simgap::cuda::GramTileParams<T> p;
+  set_tile<T>(p, gram, ld_gram, rows, cols, row0, col0, xn, yn, x, y, d);
   p.kernel = kp;
   p.same = same;
   p.exclude_diagonal = exclude_diagonal;
@@ -288,17 +296,7 @@ void gram_radius(std::uintptr_t gram, int64_t ld_gram, int64_t rows, int64_t col
   auto run = [&](auto tag) {
     using T = decltype(tag);
     simgap::cuda::GramRadiusParams<T> p;
-    p.gram = reinterpret_cast<const T*>(gram);
-    p.ld_gram = ld_gram;
-    p.rows = rows;
-    p.cols = cols;
-    p.row0 = row0;
-    p.col0 = col0;
-    p.xnorms = reinterpret_cast<const double*>(xn);
-    p.ynorms = reinterpret_cast<const double*>(yn);
-    p.x = reinterpret_cast<const T*>(x);
-    p.y = reinterpret_cast<const T*>(y);
-    p.d = d;
+    set_tile<T>(p, gram, ld_gram, rows, cols, row0, col0, xn, yn, x, y, d);
     p.radii = reinterpret_cast<const double*>(radii);
     p.radii2 = reinterpret_cast<const double*>(radii2);
     p.band = band;

@@ -62,28 +62,26 @@ def _torch():
     return torch
 
 
-def as_cuda_matrix(t: Any, name: str):
-    """A contiguous 2-D float32/float64 CUDA tensor (copied only when needed)."""
+def as_cuda_matrix(t: Any, name: str, allow_empty: bool = False):
+    """A contiguous 2-D float32/float64 CUDA tensor (copied only when needed);
+    ``allow_empty``: 0 rows are accepted (a shard of simgap.distributed)."""
     torch = _torch()
     if t.is_complex():
         raise TypeError(f"{name} has complex dtype {t.dtype}; expected real floating point")
     t = t.detach()
     if t.dtype in (torch.float16, torch.bfloat16):
         t = t.float()
-    elif t.dtype not in (torch.float32, torch.float64):
-        if t.dtype.is_floating_point:
-            t = t.double()
-        elif t.dtype == torch.bool or not t.dtype.is_floating_point:
-            t = t.double()
+    elif t.dtype not in (torch.float32, torch.float64):  # integers, bool, other floats
+        t = t.double()
     if t.dim() != 2:
         raise ValueError(
             f"{name} must be a 2-D array of shape (n_samples, n_features); got {t.dim()}-D with shape {tuple(t.shape)}"
         )
-    if t.shape[0] == 0:
+    if t.shape[0] == 0 and not allow_empty:
         raise ValueError(f"{name} has 0 rows; at least one sample is needed")
     if t.shape[1] == 0:
         raise ValueError(f"{name} has 0 columns; at least one feature is needed")
-    if not bool(torch.isfinite(t).all()):
+    if t.shape[0] and not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name} contains NaN or Inf")
     return t.contiguous()
 

@@ -435,24 +435,9 @@ def _as_device_shard(x: Any, name: str) -> Any:
     """A CUDA tensor shard checked on its device as :func:`_as_shard` checks host
     shards (0 rows allowed): floating point (half precision and integers are
     widened, as on the host), 2-D, finite, contiguous."""
-    import torch
+    from . import _cuda_ops
 
-    if x.is_complex():
-        raise TypeError(f"{name} has complex dtype {x.dtype}; expected real floating point")
-    t = x.detach()
-    if t.dtype in (torch.float16, torch.bfloat16):
-        t = t.float()
-    elif t.dtype not in (torch.float32, torch.float64):
-        t = t.double()
-    if t.dim() != 2:
-        raise ValueError(
-            f"{name} must be a 2-D array of shape (n_samples, n_features); got {t.dim()}-D with shape {tuple(t.shape)}"
-        )
-    if t.shape[1] == 0:
-        raise ValueError(f"{name} has 0 columns; at least one feature is needed")
-    if t.shape[0] and not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} contains NaN or Inf")
-    return t.contiguous()
+    return _cuda_ops.as_cuda_matrix(x, name, allow_empty=True)
 
 
 def _shard_weights(w: Any, n: int, name: str) -> np.ndarray | None:
@@ -1232,14 +1217,35 @@ def _w1d(u: np.ndarray, v: np.ndarray, a, b, p: float, out: np.ndarray) -> None:
         _C.sliced_wasserstein(u[:, l0:l1], v[:, l0:l1], np.eye(l1 - l0), a, b, p, None, out[l0:l1])
 
 
-def _project_rounds(comm, xa, ya, theta, center, nxs, nys, a, b, pp, dtype) -> np.ndarray:
-    """W_p^p on every direction: rounds of directions, split across ranks within a round."""
+def _direction_rounds(comm, L: int, nxs, nys, per_value: int, own_round) -> np.ndarray:
+    """W_p^p on every direction, in rounds of directions split across ranks.
+
+    A round holds about _SLICED_MEMORY_BYTES of projected values per rank
+    (per_value bytes per projected value sent, received and kept); within a
+    round rank q owns the directions bounds[q].  ``own_round(g0, g1, bounds)``
+    returns this rank's W_p^p on its directions (float64, length hi - lo);
+    they are all-gathered after each round."""
     P, rank = comm.world, comm.rank
-    L = theta.shape[1]
     n, m = int(nxs.sum()), int(nys.sum())
     rows_max = int(max(nxs.max(), nys.max()))
-    per_direction = dtype.itemsize * (rows_max + -(-max(n, m) // P))  # send + receive, per set
+    per_direction = per_value * (rows_max + -(-max(n, m) // P))  # per set
     round_len = min(L, max(P, (_SLICED_MEMORY_BYTES // max(1, per_direction)) // P * P))
+    result = np.zeros(L)
+    for g0 in range(0, L, round_len):
+        g1 = min(L, g0 + round_len)
+        bounds = [tuple(g0 + t for t in shard_range(g1 - g0, q, P)) for q in range(P)]
+        lo, hi = bounds[rank]
+        result[lo:hi] = own_round(g0, g1, bounds)  # called on every rank: all send projections
+        parts = comm.gather_rows(result[lo:hi], [qhi - qlo for qlo, qhi in bounds])
+        result[g0:g1] = np.concatenate(parts)
+    return result
+
+
+def _project_rounds(comm, xa, ya, theta, center, nxs, nys, a, b, pp, dtype) -> np.ndarray:
+    """W_p^p on every direction (host): each rank projects its centred shard
+    with the C++ kernels, one all-to-all of point-major blocks per set and
+    round, then sorts and 1-D distances as the single-process function."""
+    rank = comm.rank
     linear = resolve_kernel("linear", "median", None, 1.0, 1, [np.empty((0, 1))])
     centred = []
     for arr in (xa, ya):
@@ -1248,10 +1254,8 @@ def _project_rounds(comm, xa, ya, theta, center, nxs, nys, a, b, pp, dtype) -> n
         for r0 in range(0, arr.shape[0], step):
             out[r0 : r0 + step] = (arr[r0 : r0 + step].astype(np.float64) - center).astype(dtype)
         centred.append(out)
-    result = np.zeros(L)
-    for g0 in range(0, L, round_len):
-        g1 = min(L, g0 + round_len)
-        bounds = [tuple(g0 + t for t in shard_range(g1 - g0, q, P)) for q in range(P)]
+
+    def own_round(g0, g1, bounds):
         lo, hi = bounds[rank]
         got = []
         for arr, counts in zip(centred, (nxs, nys)):
@@ -1269,12 +1273,12 @@ def _project_rounds(comm, xa, ya, theta, center, nxs, nys, a, b, pp, dtype) -> n
                                    [int(c) * (hi - lo) for c in counts])
             got.append(recv.reshape(int(counts.sum()), hi - lo))  # every point, in global order
             del send
+        out = np.zeros(hi - lo)
         if hi > lo:
-            _w1d(got[0], got[1], a, b, pp, result[lo:hi])
-        del got
-        parts = comm.gather_rows(result[lo:hi], [qhi - qlo for qlo, qhi in bounds])
-        result[g0:g1] = np.concatenate(parts)
-    return result
+            _w1d(got[0], got[1], a, b, pp, out)
+        return out
+
+    return _direction_rounds(comm, theta.shape[1], nxs, nys, dtype.itemsize, own_round)
 
 
 def _project_rounds_device(comm, xa, ya, theta, center, nxs, nys, a, b, pp, dtype) -> np.ndarray:
@@ -1286,24 +1290,16 @@ def _project_rounds_device(comm, xa, ya, theta, center, nxs, nys, a, b, pp, dtyp
 
     from . import _cuda_ops
 
-    P, rank = comm.world, comm.rank
-    L = theta.shape[1]
-    n, m = int(nxs.sum()), int(nys.sum())
-    rows_max = int(max(nxs.max(), nys.max()))
-    # send + receive + the sorted copy and CUB's buffer, per direction and set
-    per_direction = dtype.itemsize * (rows_max + 3 * -(-max(n, m) // P))
-    round_len = min(L, max(P, (_SLICED_MEMORY_BYTES // max(1, per_direction)) // P * P))
+    rank = comm.rank
     dev = xa.device
     tdt = getattr(torch, dtype.name)
     c = torch.from_numpy(np.ascontiguousarray(center, dtype=np.float64)).to(dev)
-    centred = [(arr.to(torch.float64) - c).to(tdt) for arr in (xa, ya)]
+    centred = [_cuda_ops.centred(arr.to(tdt), c, tdt) for arr in (xa, ya)]
     th = torch.from_numpy(np.ascontiguousarray(theta.T)).to(dev).to(tdt)  # L x d
     aw = None if a is None else torch.from_numpy(a).to(dev)
     bw = None if b is None else torch.from_numpy(b).to(dev)
-    result = np.zeros(L)
-    for g0 in range(0, L, round_len):
-        g1 = min(L, g0 + round_len)
-        bounds = [tuple(g0 + t for t in shard_range(g1 - g0, q, P)) for q in range(P)]
+
+    def own_round(g0, g1, bounds):
         lo, hi = bounds[rank]
         got = []
         for arr, counts in zip(centred, (nxs, nys)):
@@ -1324,14 +1320,13 @@ def _project_rounds_device(comm, xa, ya, theta, center, nxs, nys, a, b, pp, dtyp
                 pos += int(cnt) * (hi - lo)
             got.append(torch.cat(blocks, dim=1))
             del recv, blocks
+        out = torch.zeros(hi - lo, dtype=torch.float64, device=dev)
         if hi > lo:
-            out = torch.zeros(hi - lo, dtype=torch.float64, device=dev)
             _cuda_ops.wasserstein_rows(got[0], got[1], aw, bw, pp, out)
-            result[lo:hi] = out.cpu().numpy()
-        del got
-        parts = comm.gather_rows(result[lo:hi], [qhi - qlo for qlo, qhi in bounds])
-        result[g0:g1] = np.concatenate(parts)
-    return result
+        return out.cpu().numpy()
+
+    # Sent, received, and the sorted copy and CUB's buffer of the received values.
+    return _direction_rounds(comm, theta.shape[1], nxs, nys, 3 * dtype.itemsize, own_round)
 
 
 def sliced_wasserstein(

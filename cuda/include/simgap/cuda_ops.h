@@ -57,7 +57,7 @@ cudaError_t kernel_matrix(const MatrixParams<T>& p, const double* xnorms, const 
 // and ynorms are the float64 squared norms of the same centred (and rounded)
 // rows, indexed globally.  T is the type of G.
 template <typename T>
-struct GramTileParams {
+struct GramTile {
   const T* gram = nullptr;
   int64_t ld_gram = 0;
   int64_t rows = 0;
@@ -66,12 +66,17 @@ struct GramTileParams {
   int64_t col0 = 0;                 // global index of the tile's first y row
   const double* xnorms = nullptr;
   const double* ynorms = nullptr;
-  // The original rows (contiguous, d values each, global indexing), read only
-  // for near-duplicate pairs under root kernels (laplacian, energy), whose
-  // distance is then recomputed exactly; null skips that (reduced precision).
+  // The original rows (contiguous, d values each, global indexing), read for
+  // the pairs whose distance is recomputed exactly (tile::exact_d2).
   const T* x = nullptr;
   const T* y = nullptr;
   int64_t d = 0;
+};
+
+// The kernel epilogues' tile.  x / y are read only for near-duplicate pairs
+// under root kernels (laplacian, energy); null skips that (reduced precision).
+template <typename T>
+struct GramTileParams : GramTile<T> {
   KernelParams kernel;
   bool same = false;                // x is y: the global diagonal is d = 0 exactly
   bool exclude_diagonal = false;    // the global diagonal counts as 0 (requires same)
@@ -112,18 +117,7 @@ cudaError_t gram_contract(const GramTileParams<T>& p, const T* weights, int64_t 
 // boundary is outside it.  One warp owns a row: tiles launched one after
 // another on a stream accumulate without atomics.
 template <typename T>
-struct GramRadiusParams {
-  const T* gram = nullptr;
-  int64_t ld_gram = 0;
-  int64_t rows = 0;
-  int64_t cols = 0;
-  int64_t row0 = 0;
-  int64_t col0 = 0;
-  const double* xnorms = nullptr;
-  const double* ynorms = nullptr;
-  const T* x = nullptr;
-  const T* y = nullptr;
-  int64_t d = 0;
+struct GramRadiusParams : GramTile<T> {
   const double* radii = nullptr;    // per reference (global), any sign
   const double* radii2 = nullptr;   // radii^2, or -1 where radii < 0
   double band = 0.0;
