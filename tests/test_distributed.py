@@ -195,6 +195,13 @@ def _worker(rank, world, store, outdir, job):
         for name in DEVICE_SCENARIOS:
             results[name] = _plain(_distributed(name, rank, world, as_tensors=True, device=f"cuda:{rank}"))
         results["taken"] = [str(t) for t in taken]
+        # compare(group=...) with CUDA shards: its exact statistics take the device path.
+        x, y = _data(300, 260, 6, "float32", seed=11)
+        xl, yl = _shard(x, rank, world, "uneven"), _shard(y, rank, world, "even")
+        rep = simgap.compare(torch.from_numpy(xl).cuda(), torch.from_numpy(yl).cuda(), group="auto",
+                             n_permutations=50, seed=0)
+        results["compare"] = (rep.mmd2, rep.p_value, rep.swd)
+        results["compare_taken"] = [str(t) for t in taken[len(results["taken"]):]]
     elif job == "scenarios":
         for name in SCENARIOS:
             t0 = time.perf_counter()
@@ -377,7 +384,8 @@ def test_device_resident_ring_equals_single_process(tmp_path, world):
 @pytest.mark.gpu
 def test_nccl_device_ring_equals_single_process(tmp_path):
     """On one or two GPUs (one rank per GPU): CUDA shards over NCCL take the
-    device-resident ring and give the single-process values."""
+    device-resident path and give the single-process values (the functions of
+    simgap.distributed, and compare(group=...)'s exact statistics)."""
     import torch
 
     from conftest import HAS_CUDA
@@ -385,7 +393,14 @@ def test_nccl_device_ring_equals_single_process(tmp_path):
     if not HAS_CUDA or not torch.distributed.is_nccl_available():
         pytest.skip("needs a CUDA GPU, NCCL and a simgap build with CUDA")
     world = min(2, torch.cuda.device_count())
+    x, y = _data(300, 260, 6, "float32", seed=11)
+    single = simgap.compare(x, y, n_permutations=50, seed=0)
     for r, res in enumerate(_run_group(tmp_path, world, "nccl")):
+        assert res["compare_taken"] and all(t == f"cuda:{r}" for t in res["compare_taken"])
+        mmd2, p_value, swd = res["compare"]
+        assert mmd2 == pytest.approx(single.mmd2, rel=1e-4, abs=1e-6)
+        assert p_value == single.p_value
+        assert swd == pytest.approx(single.swd, rel=1e-4)
         assert res["taken"] and all(t == f"cuda:{r}" for t in res["taken"]), res["taken"]
         for name in DEVICE_SCENARIOS:
             expected = _plain(_single(name))

@@ -715,9 +715,10 @@ def compare(
         bootstrap, witness), the k-NN statistics, the sliced Wasserstein and
         Frechet distances run on that GPU; the scikit-learn steps (C2ST,
         k-means, forests, PCA, map) run on one host copy of the embeddings.
-        ``report.settings["device"]`` says which.  With ``group``, CUDA shards
-        are copied to the host (compare's sharded path runs on host copies,
-        though :mod:`simgap.distributed` itself can keep CUDA shards on the GPU).
+        ``report.settings["device"]`` says which.  With ``group`` (NCCL), the
+        exact MMD^2, permutation test and sliced Wasserstein distance over all
+        rows keep CUDA shards on the GPU (:mod:`simgap.distributed`); the
+        subsample statistics use a host copy.
     params : pandas.DataFrame, dict of 1-D arrays or EmbeddingStore, optional
         Simulation parameters, one row per synthetic sample; numeric and
         categorical (any other dtype, compared as strings) columns.
@@ -1113,7 +1114,11 @@ def _compare_distributed(real: Any, synthetic: Any, group: Any, options: dict):
         as_positive_int(opts["n_permutations"], "n_permutations")
         as_positive_int(opts["max_exact"], "max_exact", minimum=2 * (opts["k"] + 1))
         _seeds(opts["seed"], 1)
-        return xa, ya, rid, sid, rlab, slab, pdf
+        # CUDA shards (both on one GPU) also go as they are to the exact distributed
+        # statistics, which keep them on the GPU under NCCL.
+        on_gpu = (all(_is_torch_tensor(o) and o.device.type == "cuda" for o in (real_src, syn_src))
+                  and real_src.device == syn_src.device)
+        return xa, ya, rid, sid, rlab, slab, pdf, (real_src, syn_src) if on_gpu else None
 
     try:
         parts, err = local(), None
@@ -1132,7 +1137,7 @@ def _compare_distributed(real: Any, synthetic: Any, group: Any, options: dict):
     for j, what in ((4, "real ids"), (5, "synthetic ids"), (6, "labels"), (7, "params")):
         if len({i[j] for i in infos}) > 1:
             raise ValueError(f"{what} are given on some ranks and not on others")
-    xa, ya, rid, sid, rlab, slab, pdf = parts
+    xa, ya, rid, sid, rlab, slab, pdf, device_shards = parts
     dtype = np.result_type(*[np.dtype(i[2]) for i in infos], *[np.dtype(i[3]) for i in infos])
     xa, ya = cast(xa, dtype), cast(ya, dtype)
     nrs = np.array([i[0][0] for i in infos])
@@ -1148,8 +1153,9 @@ def _compare_distributed(real: Any, synthetic: Any, group: Any, options: dict):
     s = _seeds(seed, 12)
 
     # The headline statistics, exact over all rows (x shards in rank order, then y shards).
-    test = sd.mmd_test(xa, ya, n_permutations, group=grp, bandwidth="median", seed=s[3])
-    swd = sd.sliced_wasserstein(xa, ya, group=grp, seed=s[6])
+    xe, ye = (xa, ya) if device_shards is None else device_shards
+    test = sd.mmd_test(xe, ye, n_permutations, group=grp, bandwidth="median", seed=s[3])
+    swd = sd.sliced_wasserstein(xe, ye, group=grp, seed=s[6])
 
     # The same global rows whatever the sharding: drawn from the seed and the global sizes.
     rx, ry = _subsample(n, max_exact, s[0]), _subsample(m, max_exact, s[1])
