@@ -10,7 +10,9 @@ a machine with a CUDA GPU and a CUDA build of torch.
 1. Correctness on fresh random data (seeded by the clock, printed): simgap on
    the GPU against a float64 reference (torch float64 on the GPU, direct
    differences), for MMD^2 on both routes and precisions, the kernel
-   contraction, mmd2_batch, mmd_test and sliced Wasserstein.  Failures are
+   contraction, mmd2_batch, mmd_test and sliced Wasserstein; k-NN distances,
+   prdc (with copied samples, and of a set with itself) against the CPU,
+   exactly.  Failures are
    listed (and written above the table); the timings still run, and the exit
    status is 1.
 2. Timings (CUDA-synchronised, after a warm-up; median of ``--repeats`` below
@@ -215,7 +217,32 @@ def correctness(seed: int) -> list[str]:
            failures)
     if gpu.p_value != cpu.p_value:
         print(f"  note mmd_test p-value GPU {gpu.p_value} vs CPU {cpu.p_value}")
+    try:
+        neighbour_checks(g, failures)
+    except Exception as exc:  # a crash here must not cost the timings
+        failures.append(f"k-NN checks raised {type(exc).__name__}: {exc}")
+        print(f"  FAIL k-NN checks raised {type(exc).__name__}: {exc}")
     return failures
+
+
+def neighbour_checks(g, failures: list[str]) -> None:
+    """k-NN distances, prdc and realism on the GPU against the CPU: the k-NN
+    distances are exact float64 on both (the same fma arithmetic, so equal to
+    the bit), and ball tests on the boundary are decided the same way, so prdc
+    is equal exactly, ties from copied samples included."""
+    real = torch.randn(3001, 24, device="cuda", generator=g)
+    fake = torch.cat([torch.randn(2000, 24, device="cuda", generator=g) * 1.1, real[:700]])
+    rc, fc = real.cpu().numpy(), fake.cpu().numpy()
+    d_gpu, i_gpu = simgap.nearest_neighbors(real, fake, k=5)
+    d_cpu, i_cpu = simgap.nearest_neighbors(rc, fc, k=5)
+    same = bool((d_gpu.cpu().numpy() == d_cpu).all()) and bool((i_gpu.cpu().numpy() == i_cpu).all())
+    report("nearest_neighbors 3001x2700x24 k=5: GPU == CPU to the bit (1 = differs)", float(not same), 0.0,
+           failures)
+    p_gpu, p_cpu = simgap.prdc(real, fake, k=5), simgap.prdc(rc, fc, k=5)
+    err = max(abs(p_gpu[key] - p_cpu[key]) for key in p_cpu)
+    report(f"prdc with 700 copied real samples: GPU {p_gpu} vs CPU {p_cpu}", err, 0.0, failures)
+    selfp = simgap.prdc(real, real, k=5)
+    report(f"prdc(x, x) == 1 on the GPU: {selfp}", max(abs(v - 1.0) for v in selfp.values()), 0.0, failures)
 
 
 # ---- timings ------------------------------------------------------------------------------------
