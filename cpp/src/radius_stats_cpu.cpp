@@ -16,8 +16,7 @@ namespace {
 template <typename T>
 struct RadiusOp {
   const RadiusParams<T>& p;
-  double band = 0.0;
-  std::vector<double> xn, yn;  // float64 squared norms of the centred rows
+  std::vector<double> xn, yn;  // band * the float64 squared norms of the centred rows
   static void norms(const MatrixView<T>& a, const double* c, std::vector<double>& out) {
     out.resize(size_t(a.rows));
     for (int64_t i = 0; i < a.rows; ++i) {
@@ -31,9 +30,11 @@ struct RadiusOp {
     }
   }
   void setup(int64_t, int) {
-    band = radius_band<T>(p.x.cols);
+    const double band = radius_band<T>(p.x.cols);
     norms(p.x, p.center, xn);
     norms(p.y, p.center, yn);
+    for (double& v : xn) v *= band;
+    for (double& v : yn) v *= band;
   }
   void begin(int, int64_t r0, int64_t rn) {
     for (int64_t i = r0; i < r0 + rn; ++i) {
@@ -45,8 +46,10 @@ struct RadiusOp {
   void tile(int, int64_t i0, int64_t ni, int64_t j0, int64_t nj, T* K) {
     const double inf = std::numeric_limits<double>::infinity();
     const double* r2 = p.radii2 + j0;
+    const double* bn = yn.data() + j0;
     for (int64_t i = 0; i < ni; ++i) {
       const T* row = K + i * kTile;
+      const double bq = xn[size_t(i0 + i)];
       int64_t cnt = 0;
       double best = p.max_ratio[i0 + i];
       for (int64_t j = 0; j < nj; ++j) {
@@ -54,7 +57,7 @@ struct RadiusOp {
         double v = double(row[j]);
         bool inside = v < r2[j];
         // Near the boundary, the exact distance decides (strictly inside).
-        if (std::fabs(v - r2[j]) <= band * (xn[size_t(i0 + i)] + yn[size_t(j0 + j)])) {
+        if (std::fabs(v - r2[j]) <= bq + bn[j]) {
           v = exact_d2(p.x, i0 + i, p.y, j0 + j);
           inside = std::sqrt(v) < p.radii[j0 + j];
         }
