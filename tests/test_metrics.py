@@ -79,7 +79,7 @@ def test_prdc_matches_reference(rng, dtype, n, m, d):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("n,d,k", [(6, 1, 1), (200, 5, 5), (1000, 64, 5), (500, 3, 3), (300, 2, 10)])
+@pytest.mark.parametrize("n,d,k", [(6, 1, 1), (200, 5, 5), (1000, 64, 5), (500, 3, 3), (300, 2, 10), (257, 513, 5)])
 def test_prdc_of_a_set_with_itself_is_exactly_one(rng, dtype, n, d, k):
     # Each sample's k-th neighbour lies exactly on its ball's boundary, hence
     # outside (strict "<"), so every ball holds exactly k samples: density 1.
