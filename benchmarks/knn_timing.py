@@ -1,5 +1,5 @@
 """Wall time of the CPU k-NN search and of prdc (three k-NN searches and two
-ball counts) on Gaussian data, float32, best of 3 (k-NN) / 2 (prdc) runs.
+ball counts) on Gaussian data, float32, best of 3 (k-NN) / 2 (prdc) runs after a warm-up call.
 
     python benchmarks/knn_timing.py
 
@@ -10,20 +10,10 @@ PYTHONPATH, so use ``python -S`` with the site-packages directory added).
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 import simgap
-
-
-def best_of(repeats: int, fn) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+from quick_ratios import best  # best of `rounds` calls after a warm-up (this folder is on sys.path)
 
 
 def main() -> None:
@@ -32,9 +22,8 @@ def main() -> None:
     for n, d, k in ((20000, 64, 1), (20000, 64, 5), (20000, 8, 5), (50000, 16, 5)):
         x = rng.normal(size=(n, d)).astype(np.float32)
         y = rng.normal(size=(n, d)).astype(np.float32)
-        simgap.nearest_neighbors(x[:500], y[:500], k=k)  # warm-up
-        t_knn = best_of(3, lambda: simgap.nearest_neighbors(x, y, k=k))
-        t_prdc = best_of(2, lambda: simgap.prdc(x, y, k=k))
+        t_knn = best(lambda: simgap.nearest_neighbors(x, y, k=k), rounds=3)
+        t_prdc = best(lambda: simgap.prdc(x, y, k=k), rounds=2)
         print(f"n=m={n} d={d} k={k} float32: knn {t_knn:.3f} s  prdc {t_prdc:.3f} s", flush=True)
 
 
