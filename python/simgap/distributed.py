@@ -553,15 +553,14 @@ def _pack(parts: list[Any]) -> Any:
 
 def _unpack(buf: Any, shapes: list[tuple[tuple[int, ...], np.dtype]]) -> list[Any]:
     offsets, _ = _layout(shapes)
+    on_device = _is_torch_tensor(buf)
+    if on_device:
+        import torch
     out = []
     for off, (shape, dt) in zip(offsets, shapes):
         nb = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
-        if _is_torch_tensor(buf):  # views of the device buffer (every part starts 8-byte aligned)
-            import torch
-
-            out.append(buf[off : off + nb].view(getattr(torch, dt.name)).reshape(shape))
-        else:
-            out.append(buf[off : off + nb].view(dt).reshape(shape))
+        part = buf[off : off + nb]  # every part starts 8-byte aligned: views of the buffer
+        out.append((part.view(getattr(torch, dt.name)) if on_device else part.view(dt)).reshape(shape))
     return out
 
 
@@ -713,14 +712,11 @@ def _mmd_ring(comm, arrays, ws, metas, spec, unbiased, centers_self, centers_cro
         from .mmd import _single
 
         specs = [_single(spec, s) for s in spec.bandwidths] if per_scale else spec
-        dev_centers = {}
 
-        def dev_center(c):
-            if c is None:
-                return None
-            if id(c) not in dev_centers:
-                dev_centers[id(c)] = torch.from_numpy(np.ascontiguousarray(c, dtype=np.float64)).to(arrays[0].device)
-            return dev_centers[id(c)]
+        def on_dev(c):
+            return None if c is None else torch.from_numpy(np.ascontiguousarray(c, dtype=np.float64)).to(arrays[0].device)
+
+        centers_self, centers_cross = [on_dev(c) for c in centers_self], [on_dev(c) for c in centers_cross]
 
         def ones(t):
             return torch.ones(t.shape[0], dtype=torch.float64, device=t.device)
@@ -730,13 +726,12 @@ def _mmd_ring(comm, arrays, ws, metas, spec, unbiased, centers_self, centers_cro
             return np.zeros(width)
         if on_device:
             # The gaussian kernel of several bandwidths is the sum of the single ones.
-            c = dev_center(center)
             a = ones(A) if a is None else a
             if diagonal:
-                v = _cuda_ops.weighted_self_sum(A, a, specs, c, unbiased, "highest")
+                v = _cuda_ops.weighted_self_sum(A, a, specs, center, unbiased, "highest")
             else:
                 b = ones(B) if b is None else b
-                out = _cuda_ops.contract(A, B, b.reshape(-1, 1), specs, c, False, False, "highest")
+                out = _cuda_ops.contract(A, B, b.reshape(-1, 1), specs, center, False, False, "highest")
                 v = (np.array([float(a @ o[:, 0]) for o in out]) if per_scale else float(a @ out[:, 0]))
             return np.concatenate([[float(np.sum(v))], v]) if per_scale else np.array([float(v)])
         ps = np.zeros(width - 1) if per_scale else None
