@@ -162,6 +162,19 @@ def _plain(result):
     return ("value", np.asarray(result, dtype=np.float64))
 
 
+# compare(group=...) on device shards: data (n, m, d, dtype, seed) and options.
+COMPARE_DATA = (300, 260, 6, "float32", 11)
+COMPARE_OPTIONS = dict(n_permutations=50, n_bootstrap=20, max_exact=200, map_method="pca", seed=0)
+
+
+def _compare_values(rep):
+    return {"mmd2": rep.mmd2, "p_value": rep.p_value, "swd": rep.swd, "fd": rep.fd, "ci": rep.mmd2_ci,
+            "prdc": dict(rep.prdc), "c2st_auc": rep.c2st_auc,
+            "realism": rep.synthetic_scores["realism"].to_numpy(),
+            **{key: rep.real_coverage[key].to_numpy()
+               for key in ("row", "covered", "nn_distance", "radius", "nearest_synthetic")}}
+
+
 # ---------------------------------------------------------------------------- the worker
 def _worker(rank, world, store, outdir, job):
     import datetime
@@ -200,7 +213,7 @@ def _worker(rank, world, store, outdir, job):
         xl, yl = _shard(x, rank, world, "uneven"), _shard(y, rank, world, "even")
         rep = simgap.compare(torch.from_numpy(xl).cuda(), torch.from_numpy(yl).cuda(), group="auto",
                              n_permutations=50, seed=0)
-        results["compare"] = (rep.mmd2, rep.p_value, rep.swd)
+        results["compare"] = (rep.mmd2, rep.p_value, rep.swd, rep.fd, dict(rep.prdc), rep.settings["device"])
         results["compare_taken"] = [str(t) for t in taken[len(results["taken"]):]]
     elif job == "scenarios":
         for name in SCENARIOS:
@@ -241,6 +254,20 @@ def _worker(rank, world, store, outdir, job):
                 fake.calls.clear()
                 results[(route, name)] = (_plain(_distributed(name, rank, world, as_tensors=True)),
                                           len(fake.calls))
+        # compare(group=...) with device shards: the shards stay on the (stand-in)
+        # device and rank 0 computes the subsample statistics through the device branches.
+        import importlib
+
+        def device_of(**arrays):
+            return "cuda:0" if any(isinstance(a, torch.Tensor) for a in arrays.values()) else "cpu"
+
+        for mod in ("simgap.compare", "simgap.metrics", "simgap.sliced", "simgap.mmd", "simgap.kernels"):
+            setattr(importlib.import_module(mod), "device_of", device_of)
+        x, y = _data(*COMPARE_DATA)
+        xl, yl = _shard(x, rank, world, "uneven"), _shard(y, rank, world, "even")
+        fake.calls.clear()
+        rep = simgap.compare(torch.from_numpy(xl), torch.from_numpy(yl), group="auto", **COMPARE_OPTIONS)
+        results["compare"] = (_compare_values(rep), rep.settings["device"], len(fake.calls))
         # A rank whose shard has a NaN on the device fails every rank.
         x, y = _data(40, 30, 3, "float64")
         bad = torch.from_numpy(x[:10].copy())
@@ -251,6 +278,11 @@ def _worker(rank, world, store, outdir, job):
             results["device_nan"] = ("no error",)
         except Exception as exc:
             results["device_nan"] = (type(exc).__name__, str(exc))
+    elif job == "compare_host":  # the reference for the device_ring job's compare
+        x, y = _data(*COMPARE_DATA)
+        xl, yl = _shard(x, rank, world, "uneven"), _shard(y, rank, world, "even")
+        rep = simgap.compare(xl, yl, group="auto", **COMPARE_OPTIONS)
+        results["compare"] = (_compare_values(rep), rep.settings["device"])
     elif job == "crash":
         if rank == 1:
             raise SystemExit(7)  # the user's code fails on one rank before the call
@@ -371,6 +403,34 @@ def test_device_resident_ring_equals_single_process(tmp_path, world):
                     np.testing.assert_allclose(g, e, **tol, err_msg=f"{name} ({route}), rank {r}")
                 for g, f in zip(got[1:], first[1:]):
                     np.testing.assert_array_equal(g, f, err_msg=f"{name} ({route}): rank {r} differs")
+    # compare(group=...) on device shards: the same report as on host shards, with
+    # the subsample statistics computed by rank 0 on its device; the exact
+    # statistics are those of all rows, and the subsample's k-NN statistics those
+    # of the single-process compare (the same global rows).
+    (tmp_path / "host").mkdir()
+    host = _run_group(tmp_path / "host", world, "compare_host")
+    x, y = _data(*COMPARE_DATA)
+    sub = _compare_values(simgap.compare(x, y, **COMPARE_OPTIONS))
+    exact = _compare_values(simgap.compare(x, y, **dict(COMPARE_OPTIONS, max_exact=10**6)))
+    for r in range(world):
+        got, device, calls = results[r]["compare"]
+        assert device == "cuda:0" and host[r]["compare"][1] == "cpu"
+        assert calls > 0
+        for key, want in host[0]["compare"][0].items():
+            if key == "prdc":
+                assert got[key] == pytest.approx(want, abs=1e-12), key
+            elif key in ("row", "covered", "nearest_synthetic"):
+                np.testing.assert_array_equal(got[key], want, err_msg=key)
+            else:
+                np.testing.assert_allclose(got[key], want, rtol=1e-5, atol=1e-9, err_msg=key)
+        for key in ("mmd2", "swd"):
+            assert got[key] == pytest.approx(exact[key], rel=1e-5), key
+        assert got["p_value"] == exact["p_value"]
+        assert got["prdc"] == pytest.approx(sub["prdc"], abs=1e-12)
+        for key in ("row", "covered", "nearest_synthetic"):
+            np.testing.assert_array_equal(got[key], sub[key], err_msg=key)
+        for key in ("nn_distance", "radius"):
+            np.testing.assert_allclose(got[key], sub[key], rtol=1e-6, err_msg=key)
     for r in range(world):
         kind, msg = results[r]["device_nan"]
         assert kind == "ValueError" and "NaN" in msg
@@ -394,7 +454,10 @@ def test_nccl_device_ring_equals_single_process(tmp_path):
     single = simgap.compare(x, y, n_permutations=50, seed=0)
     for r, res in enumerate(_run_group(tmp_path, world, "nccl", timeout=280)):  # CUDA and NCCL start-up
         assert res["compare_taken"] and all(t == f"cuda:{r}" for t in res["compare_taken"])
-        mmd2, p_value, swd = res["compare"]
+        mmd2, p_value, swd, fd, prdc, device = res["compare"]
+        assert device == "cuda:0"  # rank 0 computed the subsample statistics on its GPU
+        assert fd == pytest.approx(single.fd, rel=1e-4)
+        assert prdc == pytest.approx(single.prdc, abs=1e-12)
         assert mmd2 == pytest.approx(single.mmd2, rel=1e-4, abs=1e-6)
         assert p_value == single.p_value
         assert swd == pytest.approx(single.swd, rel=1e-4)

@@ -138,7 +138,7 @@ def take_rows(a: Any, rows: Any) -> Any:
         return a[rows]
     import torch
 
-    return a.index_select(0, torch.as_tensor(np.asarray(rows, dtype=np.int64), device=a.device))
+    return a.index_select(0, torch.as_tensor(np.ascontiguousarray(rows, dtype=np.int64), device=a.device))
 
 
 def like(w: Any, a: Any) -> Any:

@@ -715,10 +715,12 @@ def compare(
         bootstrap, witness), the k-NN statistics, the sliced Wasserstein and
         Frechet distances run on that GPU; the scikit-learn steps (C2ST,
         k-means, forests, PCA, map) run on one host copy of the embeddings.
-        ``report.settings["device"]`` says which.  With ``group`` (NCCL), the
-        exact MMD^2, permutation test and sliced Wasserstein distance over all
-        rows keep CUDA shards on the GPU (:mod:`simgap.distributed`); the
-        subsample statistics use a host copy.
+        ``report.settings["device"]`` says which.  With ``group`` (NCCL, CUDA
+        shards on each rank's current device), the shards stay on the GPUs:
+        the exact MMD^2, permutation test and sliced Wasserstein distance over
+        all rows run there (:mod:`simgap.distributed`), only the subsample's
+        rows are copied to the host and gathered, and rank 0 computes the
+        subsample statistics on its GPU.
     params : pandas.DataFrame, dict of 1-D arrays or EmbeddingStore, optional
         Simulation parameters, one row per synthetic sample; numeric and
         categorical (any other dtype, compared as strings) columns.
@@ -871,7 +873,7 @@ def _compare_impl(
 
     real_src, _ = _store_parts(real) if not isinstance(real, np.ndarray) else (real, None)
     syn_src, syn_meta = _store_parts(synthetic) if not isinstance(synthetic, np.ndarray) else (synthetic, None)
-    device = device_of(real=real_src, synthetic=syn_src) if _dist is None else "cpu"
+    device = device_of(real=real_src, synthetic=syn_src)
     if device != "cpu":
         # Kernel sums, k-NN and distances on the GPU (xk, yk); scikit-learn's steps
         # (C2ST, k-means, forests, PCA, map) on one host copy (xa, ya).
@@ -1068,6 +1070,40 @@ def _resolve_group(group: Any):
     return True, group
 
 
+def _shard_device(comm: Any, real: Any, synthetic: Any) -> Any:
+    """The GPU on which compare(group=...) keeps this rank's shards: the device of
+    simgap.distributed's device-resident ring (CUDA shards on the NCCL group's
+    current device, a build with CUDA), else None (host copies)."""
+    if not (_is_torch_tensor(real) and _is_torch_tensor(synthetic)):
+        return None
+    from . import distributed as sd
+    from ._backend import common_device
+
+    return sd._ring_device(comm, common_device(real=real, synthetic=synthetic))
+
+
+def _dtype_str(a: Any) -> str:
+    """The NumPy dtype string of an array or a (float) tensor: "<f4" or "<f8"."""
+    if _is_torch_tensor(a):
+        return np.dtype(str(a.dtype).rpartition(".")[2]).str
+    return a.dtype.str
+
+
+def _cast_rows(a: Any, dtype: np.dtype) -> Any:
+    """``a`` in ``dtype`` (float32 or float64), where it is."""
+    if not _is_torch_tensor(a):
+        return cast(a, dtype)
+    import torch
+
+    return a.to(torch.float64 if dtype == np.float64 else torch.float32)
+
+
+def _to_device(a: np.ndarray, device: Any) -> Any:
+    import torch
+
+    return torch.from_numpy(a).to(device)
+
+
 def _raise_remote(errors: list) -> None:
     import builtins
 
@@ -1094,8 +1130,12 @@ def _compare_distributed(real: Any, synthetic: Any, group: Any, options: dict):
     def local():
         real_src, _ = _store_parts(real) if not isinstance(real, np.ndarray) else (real, None)
         syn_src, syn_meta = _store_parts(synthetic) if not isinstance(synthetic, np.ndarray) else (synthetic, None)
-        xa, ya = _embeddings(real_src, "real"), _embeddings(syn_src, "synthetic")
-        check_same_features(xa, ya, "real", "synthetic")
+        dev = _shard_device(comm, real_src, syn_src)
+        if dev is not None:  # checked on the GPU; only the subsample's rows reach the host
+            xa, ya = device_pair(real_src, syn_src, "real", "synthetic")
+        else:
+            xa, ya = _embeddings(real_src, "real"), _embeddings(syn_src, "synthetic")
+            check_same_features(xa, ya, "real", "synthetic")
         nr, mr = xa.shape[0], ya.shape[0]
         params, ids = opts["params"], opts["ids"]
         if params is None and syn_meta is not None:
@@ -1114,18 +1154,15 @@ def _compare_distributed(real: Any, synthetic: Any, group: Any, options: dict):
         as_positive_int(opts["n_permutations"], "n_permutations")
         as_positive_int(opts["max_exact"], "max_exact", minimum=2 * (opts["k"] + 1))
         _seeds(opts["seed"], 1)
-        # CUDA shards (both on one GPU) also go as they are to the exact distributed
-        # statistics, which keep them on the GPU under NCCL.
-        on_gpu = (all(_is_torch_tensor(o) and o.device.type == "cuda" for o in (real_src, syn_src))
-                  and real_src.device == syn_src.device)
-        return xa, ya, rid, sid, rlab, slab, pdf, (real_src, syn_src) if on_gpu else None
+        return xa, ya, rid, sid, rlab, slab, pdf, dev
 
     try:
         parts, err = local(), None
     except Exception as exc:  # raised on every rank below
         parts, err = None, (type(exc).__name__, str(exc))
     draw = int(np.random.SeedSequence().generate_state(1)[0])
-    info = None if parts is None else (parts[0].shape, parts[1].shape, parts[0].dtype.str, parts[1].dtype.str,
+    info = None if parts is None else (tuple(parts[0].shape), tuple(parts[1].shape),
+                                       _dtype_str(parts[0]), _dtype_str(parts[1]),
                                        parts[2] is not None, parts[3] is not None, parts[4] is not None,
                                        parts[6] is not None)
     shared = comm.objects((err, info, draw))
@@ -1137,9 +1174,9 @@ def _compare_distributed(real: Any, synthetic: Any, group: Any, options: dict):
     for j, what in ((4, "real ids"), (5, "synthetic ids"), (6, "labels"), (7, "params")):
         if len({i[j] for i in infos}) > 1:
             raise ValueError(f"{what} are given on some ranks and not on others")
-    xa, ya, rid, sid, rlab, slab, pdf, device_shards = parts
+    xa, ya, rid, sid, rlab, slab, pdf, dev = parts
     dtype = np.result_type(*[np.dtype(i[2]) for i in infos], *[np.dtype(i[3]) for i in infos])
-    xa, ya = cast(xa, dtype), cast(ya, dtype)
+    xa, ya = _cast_rows(xa, dtype), _cast_rows(ya, dtype)
     nrs = np.array([i[0][0] for i in infos])
     mrs = np.array([i[1][0] for i in infos])
     n, m = int(nrs.sum()), int(mrs.sum())
@@ -1152,10 +1189,10 @@ def _compare_distributed(real: Any, synthetic: Any, group: Any, options: dict):
     seed = opts["seed"] if opts["seed"] is not None else shared[0][2]  # the same on every rank
     s = _seeds(seed, 12)
 
-    # The headline statistics, exact over all rows (x shards in rank order, then y shards).
-    xe, ye = (xa, ya) if device_shards is None else device_shards
-    test = sd.mmd_test(xe, ye, n_permutations, group=grp, bandwidth="median", seed=s[3])
-    swd = sd.sliced_wasserstein(xe, ye, group=grp, seed=s[6])
+    # The headline statistics, exact over all rows (x shards in rank order, then y
+    # shards); CUDA shards stay on the GPU (dev) for them.
+    test = sd.mmd_test(xa, ya, n_permutations, group=grp, bandwidth="median", seed=s[3])
+    swd = sd.sliced_wasserstein(xa, ya, group=grp, seed=s[6])
 
     # The same global rows whatever the sharding: drawn from the seed and the global sizes.
     rx, ry = _subsample(n, max_exact, s[0]), _subsample(m, max_exact, s[1])
@@ -1164,7 +1201,7 @@ def _compare_distributed(real: Any, synthetic: Any, group: Any, options: dict):
     lx = rx[(rx >= x0) & (rx < x0 + xa.shape[0])] - x0
     ly = ry[(ry >= y0) & (ry < y0 + ya.shape[0])] - y0
     mine = (
-        np.ascontiguousarray(xa[lx]), np.ascontiguousarray(ya[ly]),
+        np.ascontiguousarray(_host(_take(xa, lx))), np.ascontiguousarray(_host(_take(ya, ly))),
         (lx + x0) if rid is None else rid[lx], (ly + y0) if sid is None else sid[ly],
         None if rlab is None else rlab[lx], None if slab is None else slab[ly],
         None if pdf is None else pdf.iloc[ly].reset_index(drop=True),
@@ -1196,6 +1233,8 @@ def _compare_distributed(real: Any, synthetic: Any, group: Any, options: dict):
     payload = None
     if r == 0:
         try:
+            if dev is not None:  # rank 0 computes the subsample statistics on its GPU
+                X, Y = _to_device(X, dev), _to_device(Y, dev)
             opts.update(params=params, labels=labels, ids=ids, seed=seed)
             report = _compare_impl(X, Y, _dist={
                 "sigma": float(test.bandwidth[0]), "test": test, "swd": float(swd), "rows": (rx, ry),
