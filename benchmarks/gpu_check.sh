@@ -33,17 +33,34 @@ if has build; then
   echo "build: $(( $(date +%s) - start )) s"
 fi
 cd /tmp  # import the installed package, not the source tree
-$py -c "import simgap, simgap._cuda as c; print(simgap.backends(), simgap.build_info()); \
-assert c.driver_version() >= c.runtime_version(), 'the driver is older than the CUDA runtime built in'" \
-  | tee -a "$out/gpu.txt"
+# Without a working CUDA module every gpu test would skip and the run would look green.
+if ! $py -c "import simgap, simgap._cuda as c; print(simgap.backends(), simgap.build_info()); \
+assert c.driver_version() >= c.runtime_version(), 'the driver is older than the CUDA runtime built in'; \
+assert simgap.backends()['cuda'] and c.device_count() > 0, 'no CUDA module or no visible GPU'" \
+  2>&1 | tee -a "$out/gpu.txt"; then
+  echo "simgap's CUDA module does not work here: see $out/gpu.txt" >&2
+  exit 5
+fi
 cd - >/dev/null
 tests_rc=0
 if has tests; then
   # No -x: one failure must not hide the others (the run is the only one for a while).
   # Synchronous launches: a fault inside a kernel is reported by the call that made it.
-  CUDA_LAUNCH_BLOCKING=1 $py -m pytest tests -m gpu -q -p no:cacheprovider -rfE --continue-on-collection-errors --timeout=300 \
+  CUDA_LAUNCH_BLOCKING=1 $py -m pytest tests -m gpu -q -p no:cacheprovider -rfEs --continue-on-collection-errors --timeout=300 \
     --junitxml="$out/junit.xml" 2>&1 | tee "$out/gpu_tests.log" | tail -60
   tests_rc=${PIPESTATUS[0]}
+  # The device tests must have run, not skipped.
+  if ! $py - "$out/junit.xml" <<'PY'
+import sys, xml.etree.ElementTree as ET
+cases = [c for c in ET.parse(sys.argv[1]).iter("testcase") if c.get("classname", "").endswith("test_cuda")]
+ran = [c for c in cases if c.find("skipped") is None]
+print(f"tests/test_cuda.py: {len(ran)} of {len(cases)} ran")
+sys.exit(0 if ran else 1)
+PY
+  then
+    echo "no test of tests/test_cuda.py ran on the GPU" >&2
+    tests_rc=6
+  fi
   echo "gpu tests: rc=$tests_rc, $(( $(date +%s) - start )) s"
 fi
 if has sanitize; then  # opt-in (Firecracker machines): memory and race checks on a small subset

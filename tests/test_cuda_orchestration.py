@@ -394,6 +394,44 @@ def test_tensor_core_route_is_off_by_default_and_never_for_highest(monkeypatch):
     assert _cuda_ops.use_tc(16, "bf16", 1, "cuda:0")
 
 
+@pytest.mark.parametrize("setting", ["default", "high", "medium", "highest"])
+def test_fp32_matmul_sets_both_apis_and_restores_them(setting):
+    """Inside fp32_matmul torch's legacy precision and its per-backend flags agree
+    (torch raises on a mixture, in its cuBLASLt path too); after it, the caller's
+    settings are back, whatever they were."""
+    import warnings
+
+    backends = torch.backends
+
+    def state():
+        return (torch.get_float32_matmul_precision(), getattr(backends.cuda.matmul, "fp32_precision", None),
+                getattr(backends.mkldnn.matmul, "fp32_precision", None))
+
+    saved = state()
+    try:
+        if setting != "default":
+            torch.set_float32_matmul_precision(setting)
+        before = state()
+        for mode in ("ieee", "tf32", "ieee"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                with _cuda_ops.fp32_matmul(mode):
+                    assert torch.get_float32_matmul_precision() == ("high" if mode == "tf32" else "highest")
+                    if hasattr(torch._C, "_get_cublas_allow_tf32"):
+                        assert torch._C._get_cublas_allow_tf32() == (mode == "tf32")
+            assert state() == before
+        with pytest.raises(KeyError):  # restored on an exception too
+            with _cuda_ops.fp32_matmul("tf32"):
+                raise KeyError
+        assert state() == before
+    finally:
+        torch.set_float32_matmul_precision(saved[0])
+        if saved[1] is not None:
+            backends.cuda.matmul.fp32_precision = saved[1]
+        if saved[2] is not None:
+            backends.mkldnn.matmul.fp32_precision = saved[2]
+
+
 def test_round_tf32_keeps_ten_mantissa_bits(rng):
     v = torch.from_numpy(rng.normal(size=10000).astype(np.float32))
     r = _cuda_ops.round_tf32(v.clone())

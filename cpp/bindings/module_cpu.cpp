@@ -22,9 +22,12 @@ using simgap::KernelParams;
 using simgap::KernelType;
 using simgap::MatrixView;
 
+// Equality, not identity: an unpickled array (multiprocessing, torch.distributed
+// objects, pickle files) has its own float32 dtype object.  A byte-swapped
+// dtype is not equal, so non-native data is refused, never misread.
 template <typename T>
 bool is_dtype(const py::array& a) {
-  return a.dtype().is(py::dtype::of<T>());
+  return a.dtype().equal(py::dtype::of<T>());
 }
 
 template <typename T>

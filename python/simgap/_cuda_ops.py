@@ -184,27 +184,33 @@ def kernel_contract(x, y, w, spec, same: bool, precision: str = "highest"):
 @contextlib.contextmanager
 def fp32_matmul(mode: str):
     """torch fp32 matmuls in IEEE fp32 ("ieee") or on tf32 tensor cores ("tf32")
-    inside the block; the caller's setting is restored after."""
+    inside the block; the caller's settings are restored after.
+
+    Set through ``torch.set_float32_matmul_precision`` ("high": tf32,
+    "highest": IEEE), which keeps torch's two APIs consistent (the legacy
+    precision and, torch >= 2.9, the per-backend ``fp32_precision`` flags):
+    setting only ``torch.backends.cuda.matmul.fp32_precision`` leaves them
+    mixed, and torch then raises in ``get_float32_matmul_precision`` and in its
+    cuBLASLt path."""
     torch = _torch()
     mm = torch.backends.cuda.matmul
-    old = getattr(mm, "fp32_precision", None)
-    if old is not None:
-        try:
-            mm.fp32_precision = mode
-        except (RuntimeError, ValueError, TypeError):  # an older spelling of the new API
-            old = None
-    if old is not None:
-        try:
-            yield
-        finally:
-            mm.fp32_precision = old
-    else:  # pragma: no cover - torch < 2.9
-        old = mm.allow_tf32
-        mm.allow_tf32 = mode == "tf32"
-        try:
-            yield
-        finally:
-            mm.allow_tf32 = old
+    try:
+        legacy = torch.get_float32_matmul_precision()
+    except RuntimeError:  # the caller mixed the two APIs; its legacy setting is not readable
+        legacy = None
+    new = getattr(mm, "fp32_precision", None)
+    mkl = getattr(getattr(torch.backends, "mkldnn", None), "matmul", None)
+    mkl_new = getattr(mkl, "fp32_precision", None)
+    torch.set_float32_matmul_precision("high" if mode == "tf32" else "highest")
+    try:
+        yield
+    finally:
+        if legacy is not None:
+            torch.set_float32_matmul_precision(legacy)  # also sets the flags put back below
+        if new is not None:
+            mm.fp32_precision = new
+        if mkl_new is not None:
+            mkl.fp32_precision = mkl_new
 
 
 _BF16_OUT_DTYPE: bool | None = None
