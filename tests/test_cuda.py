@@ -468,3 +468,12 @@ def test_sim_optimizer_scores_cuda_latents(rng):
     cpu = simgap.SimOptimizer({"shift": (-2.0, 2.0)}, real, seed=0, study_name="cpu").tell(configs, sets)
     opt = simgap.SimOptimizer({"shift": (-2.0, 2.0)}, _cuda(real), seed=0, study_name="gpu")
     np.testing.assert_allclose(opt.tell(configs, [_cuda(s) for s in sets]), cpu, rtol=1e-9)
+
+
+@pytest.mark.parametrize("scale", [1e-20, 1e20])
+def test_float32_at_extreme_magnitudes_is_computed_in_float64_on_the_gpu(rng, scale):
+    x = (rng.normal(size=(300, 8)) * scale).astype(np.float32)
+    y = ((rng.normal(size=(200, 8)) + 0.3) * scale).astype(np.float32)
+    want = simgap.mmd2(x.astype(np.float64) / scale, y.astype(np.float64) / scale)
+    assert simgap.mmd2(_cuda(x), _cuda(y)) == pytest.approx(want, rel=1e-9)
+    assert simgap.prdc(_cuda(x), _cuda(y), k=4) == simgap.prdc(x, y, k=4)

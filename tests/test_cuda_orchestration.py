@@ -696,3 +696,15 @@ def test_device_median_is_numpys_and_has_no_size_limit(rng):
         assert _cuda_ops.median(_t(v)) == np.median(v)
     big = rng.random(2**24 + 3).astype(np.float32)  # torch.quantile refuses more than 2^24 values
     assert _cuda_ops.median(_t(big)) == pytest.approx(float(np.median(big)), rel=0, abs=0)
+
+
+@pytest.mark.parametrize("scale", [1e-20, 1e20])
+def test_device_float32_at_extreme_magnitudes_is_computed_in_float64(fake, rng, scale):
+    """As on the host (test_validation): as_cuda_matrix promotes float32 data whose
+    products would overflow or underflow, and MMD^2 is the float64 one."""
+    x = (rng.normal(size=(90, 4)) * scale).astype(np.float32)
+    y = ((rng.normal(size=(70, 4)) + 0.3) * scale).astype(np.float32)
+    assert _cuda_ops.as_cuda_matrix(_t(x), "x").dtype == torch.float64
+    assert _cuda_ops.as_cuda_matrix(_t(x / scale), "x").dtype == torch.float32
+    want = simgap.mmd2(x.astype(np.float64) / scale, y.astype(np.float64) / scale)
+    assert simgap.mmd2(_t(x), _t(y)) == pytest.approx(want, rel=1e-9)

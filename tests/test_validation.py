@@ -345,3 +345,43 @@ def test_the_binding_refuses_byteswapped_data_rather_than_misread_it():
     x = np.ones((4, 2), dtype=">f8" if np.little_endian else "<f8")
     with pytest.raises(ValueError, match="dtype"):
         _C.knn(x, x, 1, None, True, True, np.empty((4, 1)), np.empty((4, 1), dtype=np.int64))
+
+
+# ---- float32 data beyond float32's products: computed in float64 ------------------------------
+
+@pytest.mark.parametrize("scale", [1e-30, 1e-20, 1e20, 1e30])
+def test_float32_data_at_extreme_magnitudes_is_computed_in_float64(scale):
+    """float32 products of such data overflow or underflow (MMD^2 came out
+    negative at 1e20 and 0 at 1e-20); they are computed in float64 and agree
+    with the float64 result at scale 1 (these statistics are scale-free)."""
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((80, 5)), rng.standard_normal((70, 5)) + 0.3
+    xs, ys = (x * scale).astype(np.float32), (y * scale).astype(np.float32)
+    # What the float32 inputs hold, exactly, in float64 (their rounding is not the statistics' error).
+    x64, y64 = xs.astype(np.float64) / scale, ys.astype(np.float64) / scale
+    assert simgap.mmd2(xs, ys) == pytest.approx(simgap.mmd2(x64, y64), rel=1e-9)
+    assert simgap.mmd2(torch.from_numpy(xs), torch.from_numpy(ys)) == pytest.approx(simgap.mmd2(x64, y64), rel=1e-9)
+    assert simgap.prdc(xs, ys, k=4) == simgap.prdc(x64, y64, k=4)
+    assert simgap.sliced_wasserstein(xs, ys, seed=0) / scale == pytest.approx(
+        simgap.sliced_wasserstein(x64, y64, seed=0), rel=1e-9)
+    k = simgap.kernel_matrix(xs[:4], ys[:3], bandwidth=scale)
+    assert k.dtype == np.float64
+    np.testing.assert_allclose(k, simgap.kernel_matrix(x64[:4], y64[:3], bandwidth=1.0), rtol=1e-12)
+
+
+@pytest.mark.parametrize("scale", [1e-6, 1.0, 1e6])
+def test_float32_data_in_range_stays_float32(scale):
+    x = (np.random.default_rng(4).standard_normal((6, 3)) * scale).astype(np.float32)
+    assert simgap.kernel_matrix(x, bandwidth=scale).dtype == np.float32
+    assert simgap.kernel_matrix(np.zeros((3, 2), np.float32), bandwidth=1.0).dtype == np.float32
+
+
+@pytest.mark.parametrize("scale", [1e-150, 1e-100, 1e100, 1e150])
+def test_frechet_distance_is_scale_equivariant_in_float64(scale):
+    """FD(s x, s y) = s^2 FD(x, y): its Sigma_x^1/2 Sigma_y Sigma_x^1/2 term is of
+    the data's scale to the fourth power, which overflowed (an exception) or
+    underflowed (a silently wrong value) in float64."""
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((300, 4)), rng.standard_normal((250, 4)) * 1.3 + 0.2
+    base = simgap.frechet_distance(x, y)
+    assert simgap.frechet_distance(x * scale, y * scale) / scale**2 == pytest.approx(base, rel=1e-9)

@@ -25,11 +25,13 @@ squared distances are those of the rounded points up to fp32 accumulation.
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Any, Sequence
 
 import numpy as np
 
 from ._backend import _cuda
+from ._validation import float32_in_range
 
 __all__ = ["as_cuda_matrix", "kernel_contract", "kernel_matrix", "knn", "mean_cov", "median_bandwidth",
            "mmd2_batch", "mmd2_block", "mmd2_exact", "mmd2_linear", "radius_stats", "rff_pass",
@@ -64,7 +66,9 @@ def _torch():
 
 def as_cuda_matrix(t: Any, name: str, allow_empty: bool = False):
     """A contiguous 2-D float32/float64 CUDA tensor (copied only when needed);
-    ``allow_empty``: 0 rows are accepted (a shard of simgap.distributed)."""
+    ``allow_empty``: 0 rows are accepted (a shard of simgap.distributed).
+    float32 data outside ``_validation.FLOAT32_MAGNITUDE`` becomes float64,
+    as on the host."""
     torch = _torch()
     if t.is_complex():
         raise TypeError(f"{name} has complex dtype {t.dtype}; expected real floating point")
@@ -81,8 +85,13 @@ def as_cuda_matrix(t: Any, name: str, allow_empty: bool = False):
         raise ValueError(f"{name} has 0 rows; at least one sample is needed")
     if t.shape[1] == 0:
         raise ValueError(f"{name} has 0 columns; at least one feature is needed")
-    if t.shape[0] and not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} contains NaN or Inf")
+    if t.shape[0]:
+        # One reduction, one host sync, no full-size temporary: NaN propagates, Inf shows.
+        lo, hi = (float(v) for v in torch.stack(torch.aminmax(t)).double().cpu())
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise ValueError(f"{name} contains NaN or Inf")
+        if t.dtype == torch.float32 and not float32_in_range(max(-lo, hi)):
+            t = t.double()  # float32 products would overflow or underflow (as_matrix's rule)
     return t.contiguous()
 
 

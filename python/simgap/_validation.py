@@ -16,6 +16,19 @@ from ._backend import _is_torch_tensor
 # few MB whatever the input size.
 _FINITE_CHUNK_ELEMENTS = 1 << 22
 
+# float32 inputs whose largest magnitude lies outside this range are computed
+# in float64 (an exact conversion): above it, squared norms and Gram products
+# (sums of d products) approach float32's overflow at 3.4e38; below it,
+# products fall towards its subnormal range (1.2e-38) and lose digits.  All
+# zeros stay float32 (exact).
+FLOAT32_MAGNITUDE = (1e-15, 1e15)
+
+
+def float32_in_range(magnitude: float) -> bool:
+    """Whether float32 arithmetic holds for data whose largest |value| is ``magnitude``."""
+    lo, hi = FLOAT32_MAGNITUDE
+    return magnitude == 0.0 or lo <= magnitude <= hi
+
 
 def as_matrix(x: Any, name: str) -> np.ndarray:
     """A 2-D float32/float64 NumPy view of ``x`` (copied only when needed).
@@ -23,9 +36,11 @@ def as_matrix(x: Any, name: str) -> np.ndarray:
     ``x`` may be an array, a CPU tensor, an :class:`~simgap.EmbeddingStore` or
     the path of one (its rows are memory-mapped, not read into memory).
 
-    Integer and boolean inputs become float64, float16 becomes float32; complex,
-    object and string dtypes raise TypeError; non-2-D, empty or non-finite
-    inputs raise ValueError.
+    Integer and boolean inputs become float64, float16 becomes float32;
+    float32 inputs whose largest magnitude is outside ``FLOAT32_MAGNITUDE``
+    (1e-15 .. 1e15), where float32 products would overflow or underflow, become
+    float64.  Complex, object and string dtypes raise TypeError; non-2-D, empty
+    or non-finite inputs raise ValueError.
     """
     if x is None:
         raise TypeError(f"{name} must be an array of shape (n_samples, n_features), got None")
@@ -74,18 +89,28 @@ def as_matrix(x: Any, name: str) -> np.ndarray:
         arr = arr.astype(arr.dtype.newbyteorder("="))
     if any(s % arr.itemsize for s in arr.strides):
         arr = np.ascontiguousarray(arr)
-    check_finite(arr, name)
+    magnitude = check_finite(arr, name)
+    if arr.dtype == np.float32 and not float32_in_range(magnitude):
+        arr = arr.astype(np.float64)
     return arr
 
 
-def check_finite(arr: np.ndarray, name: str) -> None:
+def check_finite(arr: np.ndarray, name: str) -> float:
+    """Raise ValueError naming the first NaN or Inf; return the largest |value|
+    (0 for no values).  One pass in chunks of rows, no full-size temporary."""
     rows = max(1, _FINITE_CHUNK_ELEMENTS // max(1, arr.shape[-1]))
+    magnitude = 0.0
     for start in range(0, arr.shape[0], rows):
-        if not np.isfinite(arr[start : start + rows]).all():
-            block = arr[start : start + rows]
+        block = arr[start : start + rows]
+        if block.size == 0:
+            continue
+        lo, hi = float(block.min()), float(block.max())  # NaN propagates, Inf shows
+        if not (np.isfinite(lo) and np.isfinite(hi)):
             bad = np.argwhere(~np.isfinite(block))[0]
             where = (start + int(bad[0]),) + tuple(int(b) for b in bad[1:])
             raise ValueError(f"{name} contains NaN or Inf (first at index {where})")
+        magnitude = max(magnitude, -lo, hi)
+    return magnitude
 
 
 def _torch():

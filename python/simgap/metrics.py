@@ -8,6 +8,7 @@ the same definitions.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -277,10 +278,17 @@ def frechet_distance(x: Any, y: Any) -> float:
     else:
         mx, cx = _mean_cov(xa)
         my, cy = _mean_cov(ya)
-    w, v = np.linalg.eigh(cx)
+    # The trace term in units of a power of two near the covariances' scale (an
+    # exact rescaling): Sigma_x^1/2 Sigma_y Sigma_x^1/2 is of the fourth power of
+    # the data's scale and would overflow or underflow float64 far sooner than
+    # the covariances themselves.
+    top = max(float(np.abs(np.diag(cx)).max()), float(np.abs(np.diag(cy)).max()))
+    unit = 2.0 ** math.frexp(top)[1] if top > 0 else 1.0
+    cxs, cys = cx / unit, cy / unit
+    w, v = np.linalg.eigh(cxs)
     root = (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
-    inner = root @ cy @ root
+    inner = root @ cys @ root
     ev = np.linalg.eigvalsh((inner + inner.T) / 2.0)
-    tr_sqrt = float(np.sqrt(np.clip(ev, 0.0, None)).sum())
+    tr_sqrt = float(np.sqrt(np.clip(ev, 0.0, None)).sum()) * unit
     diff = mx - my
     return float(diff @ diff + np.trace(cx) + np.trace(cy) - 2.0 * tr_sqrt)
