@@ -80,6 +80,11 @@ SCENARIOS = {
                               "uneven", "even", dict(kernel="laplacian", estimator="biased"), False),
     "mmd2_energy": ("mmd2", (150, 130, 6, "float64"), "even", "uneven", dict(kernel="energy"), False),
     "mmd2_polynomial_f32": ("mmd2", (180, 150, 6, "float32"), "even", "even", dict(kernel="polynomial"), False),
+    # values ~1e42: past float32, so every rank computes in float64 (one rank's rows decide)
+    "mmd2_polynomial_wide_f32": ("mmd2", (120, 100, 4, "float32"), "uneven", "even",
+                                 dict(kernel="polynomial", gamma=1e13), False),
+    "mmd_test_polynomial_wide_f32": ("mmd_test", (80, 70, 4, "float32"), "even", "uneven",
+                                     dict(kernel="polynomial", gamma=1e13, n_permutations=20, seed=2), False),
     "mmd2_per_bandwidth": ("mmd2", (160, 140, 5, "float64"), "uneven", "uneven",
                            dict(bandwidth=[0.5, 2.0, 4.0], per_bandwidth=True), False),
     "mmd2_weighted": ("mmd2", (160, 140, 5, "float64"), "uneven", "empty_last", {}, True),

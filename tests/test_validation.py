@@ -385,3 +385,39 @@ def test_frechet_distance_is_scale_equivariant_in_float64(scale):
     x, y = rng.standard_normal((300, 4)), rng.standard_normal((250, 4)) * 1.3 + 0.2
     base = simgap.frechet_distance(x, y)
     assert simgap.frechet_distance(x * scale, y * scale) / scale**2 == pytest.approx(base, rel=1e-9)
+
+
+# ---- the polynomial kernel's values beyond float32 / float64 ------------------------------------
+
+POLY_CALLS = {
+    "mmd2": lambda x, y, **kw: simgap.mmd2(x, y, **kw),
+    "mmd2_batch": lambda x, y, **kw: simgap.mmd2_batch(x, [y, y[:20]], **kw),
+    "mmd_test": lambda x, y, **kw: simgap.mmd_test(x, y, 30, seed=1, **kw).statistic,
+    "kernel_matrix": lambda x, y, **kw: simgap.kernel_matrix(x[:5], y[:4], **kw),
+    "kernel_contract": lambda x, y, **kw: simgap.kernel_contract(x, y, np.linspace(-1, 1, len(y)), **kw),
+}
+
+
+@pytest.mark.parametrize("as_tensor", [False, True])
+@pytest.mark.parametrize("func", list(POLY_CALLS))
+def test_polynomial_values_beyond_float32_are_computed_in_float64(func, as_tensor):
+    """(gamma <x, y> + coef0)^degree overflowed float32 tiles (MMD^2 came out
+    NaN for float32 data at scale 1e7); such inputs are computed in float64."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((60, 16)) * 1e7
+    y = (rng.standard_normal((50, 16)) + 0.3) * 1e7
+    xs, ys = x.astype(np.float32), y.astype(np.float32)
+    want = np.asarray(POLY_CALLS[func](xs.astype(np.float64), ys.astype(np.float64), kernel="polynomial"))
+    args = (torch.from_numpy(xs), torch.from_numpy(ys)) if as_tensor else (xs, ys)
+    got = POLY_CALLS[func](*args, kernel="polynomial")
+    assert np.isfinite(want).all() and np.abs(want).max() > 1e38
+    np.testing.assert_allclose(np.asarray(got, dtype=np.float64), want, rtol=1e-9)
+    if func == "kernel_matrix":
+        assert got.dtype == np.float64
+
+
+@pytest.mark.parametrize("func", list(POLY_CALLS))
+def test_polynomial_values_beyond_float64_raise(func):
+    x = np.random.default_rng(9).standard_normal((30, 4)) * 1e60
+    with pytest.raises(ValueError, match="polynomial kernel's values reach about 1e3"):
+        POLY_CALLS[func](x, x[:20] + 1.0, kernel="polynomial")

@@ -685,6 +685,9 @@ def mmd2_batch(x, ys, x_weights, ys_weights, spec_fn, estimator: str | None,
     unbiased = (estimator or ("biased" if weighted else "unbiased")) in ("unbiased", "exact")
     _check_rows([(xa, "x")] + [(t, f"ys[{k}]") for k, t in enumerate(ya_list)], unbiased)
     spec = spec_fn([xa, *ya_list])
+    from .kernels import fit_kernel_values
+
+    xa, *ya_list = fit_kernel_values(spec, [xa, *ya_list])
     ua = _uniform(a, xa.shape[0], xa.device)
     kxx = _self_term(xa, ua, spec, unbiased, "x_weights", precision)
     out = np.empty(len(ya_list), dtype=np.float64)

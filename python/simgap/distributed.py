@@ -81,7 +81,16 @@ import numpy as np
 from . import _C
 from ._backend import _is_torch_tensor, common_device  # common_device: mixed devices, no CUDA build needed
 from ._validation import as_matrix, as_positive_int, as_real, check_finite
-from .kernels import _BANDWIDTH_KERNELS, KernelSpec, _bandwidth_values, _median_of, check_kernel, resolve_kernel
+from .kernels import (
+    _BANDWIDTH_KERNELS,
+    KernelSpec,
+    _bandwidth_values,
+    _median_of,
+    check_kernel,
+    needs_float64_values,
+    resolve_kernel,
+    values_log10_bound,
+)
 from .mmd import _TEST_MEMORY_BYTES, MMDTestResult, _check_estimator
 from .sliced import random_projections
 
@@ -468,8 +477,12 @@ def _kernel_precheck(kernel, bandwidth, gamma, coef0, degree, d) -> tuple[Kernel
 
 
 def _global_dtype(metas: list[dict]) -> np.dtype:
-    """float64 if any rank has a float64 shard (empty ones included), else float32."""
-    return np.dtype(np.float64) if any(mt["itemsize"] == 8 for mt in metas) else np.dtype(np.float32)
+    """float64 if any rank has a float64 shard (empty ones included) or the
+    polynomial kernel's values on some rank's rows would overflow float32 tiles
+    (ValueError, on every rank, where they overflow float64), else float32."""
+    log10 = max(mt.get("values_log10", 0.0) for mt in metas)
+    wide = needs_float64_values(log10) or any(mt["itemsize"] == 8 for mt in metas)
+    return np.dtype(np.float64) if wide else np.dtype(np.float32)
 
 
 def _counts(metas: list[dict], k: int) -> np.ndarray:
@@ -655,6 +668,7 @@ def _mmd_setup(comm, prepare, kernel, bandwidth, gamma, coef0, degree, options, 
         device = _ring_device(comm, common_device(**{n: v for n, v in named}))
         arrays, ws, meta = _shard_inputs(named, list(zip(wnames, wvals)), device)
         spec0, needs_median = _kernel_precheck(kernel, bandwidth, gamma, coef0, degree, arrays[0].shape[1])
+        meta["values_log10"] = values_log10_bound(spec0, arrays)
         _check_estimator(estimator, any(w is not None for w in ws), allowed)
         extra_check(spec0)
         return (named, wnames, arrays, ws, spec0, needs_median), meta
@@ -1033,6 +1047,7 @@ def mmd_test(
         arrays, _, meta = _shard_inputs([("x", x), ("y", y)], [("x_weights", None), ("y_weights", None)], device)
         as_positive_int(n_permutations, "n_permutations")
         spec0, needs_median = _kernel_precheck(kernel, bandwidth, gamma, coef0, degree, arrays[0].shape[1])
+        meta["values_log10"] = values_log10_bound(spec0, arrays)
         est = _check_estimator(estimator, False, ("unbiased", "exact", "biased"))
         return (arrays, spec0, needs_median, est), meta
 

@@ -16,11 +16,15 @@ name             k(x, y)                               parameters
 
 With the ``energy`` kernel, the MMD^2 (biased, V-statistic) equals the energy
 distance of Szekely and Rizzo; the ``polynomial`` defaults are the KID kernel
-of Binkowski et al. (2018).
+of Binkowski et al. (2018).  The polynomial kernel's values are unbounded:
+float32 inputs are computed in float64 when a bound on them,
+(gamma max ||x||^2 + |coef0|)^degree, passes 1e35, and a bound past 1e300
+raises ValueError.
 """
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -79,6 +83,76 @@ class KernelSpec:
 
     def args(self) -> tuple:
         return (self.code, self.scales, self.gamma, self.coef0, self.degree)
+
+
+# The polynomial kernel's values are unbounded.  Tiles hold float32 kernel
+# values and float32 partial sums of a few hundred of them, so float32 inputs
+# are computed in float64 once a bound on the values passes 1e35; past 1e300
+# the values overflow float64 itself, which raises.
+_FLOAT32_VALUES_LOG10 = 35.0
+_FLOAT64_VALUES_LOG10 = 300.0
+
+
+def _max_sq_norm(a: Any) -> float:
+    """The largest squared row norm of a NumPy array or a tensor, in float64, in
+    chunks of rows (no full-size temporary)."""
+    rows, d = a.shape[0], a.shape[1]
+    step = max(1, (1 << 22) // max(1, d))
+    best = 0.0
+    for s in range(0, rows, step):
+        if hasattr(a, "detach"):  # a torch tensor, on its device
+            c = a[s : s + step].double()
+            best = max(best, float((c * c).sum(dim=1).max()))
+        else:
+            c = np.asarray(a[s : s + step], dtype=np.float64)
+            best = max(best, float(np.einsum("ij,ij->i", c, c).max()))
+    return best
+
+
+def values_log10_bound(spec: KernelSpec, arrays: Sequence[Any]) -> float:
+    """log10 of a bound on |k(a, b)| over all pairs of rows of ``arrays``: for the
+    polynomial kernel (gamma max ||a||^2 + |coef0|)^degree (Cauchy-Schwarz;
+    reached on the diagonal), 0 for the others (|k| <= 1, or the distances and
+    inner products that ``FLOAT32_MAGNITUDE`` keeps in range)."""
+    if spec.name != "polynomial":
+        return 0.0
+    base = abs(spec.gamma) * max((_max_sq_norm(a) for a in arrays), default=0.0) + abs(spec.coef0)
+    return spec.degree * math.log10(base) if base > 0 else -math.inf
+
+
+def check_values_bound(log10: float) -> None:
+    if log10 > _FLOAT64_VALUES_LOG10:
+        raise ValueError(
+            f"the polynomial kernel's values reach about 1e{log10:.0f} on these inputs "
+            "((gamma * max ||x||^2 + |coef0|)^degree), beyond float64; scale the data, or lower gamma or degree"
+        )
+
+
+def needs_float64_values(log10: float) -> bool:
+    """Whether kernel values bounded by 10**log10 overflow float32 tiles (raises
+    beyond float64)."""
+    check_values_bound(log10)
+    return log10 > _FLOAT32_VALUES_LOG10
+
+
+def fit_kernel_values(spec: KernelSpec, arrays: Sequence[Any]) -> list:
+    """``arrays`` in a dtype that holds the kernel's values: float32 ones become
+    float64 where the polynomial kernel's values would overflow float32 (the
+    same object twice stays one object); ValueError where they overflow
+    float64."""
+    arrays = list(arrays)
+    if not needs_float64_values(values_log10_bound(spec, arrays)):
+        return arrays
+    done: dict[int, Any] = {}
+    out = []
+    for a in arrays:
+        if id(a) not in done:
+            if hasattr(a, "detach"):
+                done[id(a)] = a.double()
+            else:
+                done[id(a)] = a if a.dtype == np.float64 else a.astype(np.float64)
+        out.append(done[id(a)])
+    return out
 
 
 def check_kernel(kernel: Any) -> str:
@@ -294,9 +368,11 @@ def kernel_matrix(
         xa, ya, same = _cuda_ops.cuda_pair(x, y)
         spec = resolve_kernel(kernel, bandwidth, gamma, coef0, degree, [xa] if same else [xa, ya],
                               median_fn=_cuda_ops.median_bandwidth)
+        xa, ya = fit_kernel_values(spec, [xa, ya])
         return _cuda_ops.kernel_matrix(xa, ya, spec, same, precision)
     xa, ya, same = _prepare_pair(x, y)
     spec = resolve_kernel(kernel, bandwidth, gamma, coef0, degree, [xa] if same else [xa, ya])
+    xa, ya = fit_kernel_values(spec, [xa, ya])
     center = pooled_mean([xa] if same else [xa, ya]) if spec.uses_distance else None
     out = np.empty((xa.shape[0], ya.shape[0]), dtype=xa.dtype)
     _C.kernel_matrix(xa, ya, out, *spec.args(), center, same)
@@ -382,8 +458,9 @@ def kernel_contract(
     if not np.isfinite(w).all():
         raise ValueError("weights contains NaN or Inf")
     squeeze = w.ndim == 1
-    w2 = np.ascontiguousarray(w.reshape(w.shape[0], -1), dtype=xa.dtype)
     spec = resolve_kernel(kernel, bandwidth, gamma, coef0, degree, [xa] if same else [xa, ya])
+    xa, ya = fit_kernel_values(spec, [xa, ya])
+    w2 = np.ascontiguousarray(w.reshape(w.shape[0], -1), dtype=xa.dtype)
     center = pooled_mean([xa] if same else [xa, ya]) if spec.uses_distance else None
     out = np.zeros((xa.shape[0], w2.shape[1]), dtype=np.float64)
     _C.kernel_contract(xa, ya, w2, out, *spec.args(), center, same)
@@ -408,6 +485,7 @@ def _kernel_contract_cuda(x, y, weights, kernel, bandwidth, gamma, coef0, degree
     squeeze = w.dim() == 1
     spec = resolve_kernel(kernel, bandwidth, gamma, coef0, degree, [xa] if same else [xa, ya],
                           median_fn=_cuda_ops.median_bandwidth)
+    xa, ya = fit_kernel_values(spec, [xa, ya])
     out = _cuda_ops.kernel_contract(xa, ya, w.reshape(w.shape[0], -1), spec, same, precision)
     return out[:, 0] if squeeze else out
 

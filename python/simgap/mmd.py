@@ -20,7 +20,7 @@ from ._validation import (
     common_dtype,
     same_memory,
 )
-from .kernels import KernelSpec, resolve_kernel
+from .kernels import KernelSpec, fit_kernel_values, resolve_kernel
 
 __all__ = ["MMDTestResult", "mmd2", "mmd2_batch", "mmd_test"]
 
@@ -421,6 +421,7 @@ def mmd2(
             ya = xa
     spec = resolve_kernel(kernel, bandwidth, gamma, coef0, degree, [xa, ya],
                           median_fn=None if gpu is None else gpu.median_bandwidth)
+    xa, ya = fit_kernel_values(spec, [xa, ya])
     if per_bandwidth and spec.name != "gaussian":
         raise ValueError(f"per_bandwidth: only the gaussian kernel takes several bandwidths, not {spec.name}")
     if est == "rff" and spec.name not in ("gaussian", "laplacian"):
@@ -557,6 +558,7 @@ def mmd2_batch(
     xa = cast(xa, dtype)
     ya_list = [cast(ya, dtype) for ya in ya_list]
     spec = resolve_kernel(kernel, bandwidth, gamma, coef0, degree, [xa, *ya_list])
+    xa, *ya_list = fit_kernel_values(spec, [xa, *ya_list])
     kxx = _self_term(xa, a, spec, unbiased, "x_weights")
     out = np.empty(len(ya_list), dtype=np.float64)
     for k, (ya, b) in enumerate(zip(ya_list, b_list)):
@@ -674,6 +676,7 @@ def mmd_test(
         dtype = common_dtype(xa, ya)
         z = np.concatenate([cast(xa, dtype), cast(ya, dtype)], axis=0)
         spec = resolve_kernel(kernel, bandwidth, gamma, coef0, degree, [z])
+        (z,) = fit_kernel_values(spec, [z])
         center = z.mean(axis=0, dtype=np.float64) if spec.uses_distance else None
 
         def contract(W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -690,6 +693,7 @@ def mmd_test(
         z = torch.cat([xa, ya], dim=0)
         spec = resolve_kernel(kernel, bandwidth, gamma, coef0, degree, [z],
                               median_fn=_cuda_ops.median_bandwidth)
+        (z,) = fit_kernel_values(spec, [z])
         center = z.mean(dim=0, dtype=torch.float64) if spec.uses_distance else None
 
         def contract(W: np.ndarray):
