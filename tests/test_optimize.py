@@ -213,3 +213,49 @@ def test_bad_inputs_name_the_argument(tmp_path):
         bad.tell(bad.ask(1), [_render(configs[0])])
     with pytest.raises(ValueError, match="n_rounds must be >= 1"):
         opt.optimize(_render, n_rounds=0)
+
+
+# ---- found by a robustness review (2026-12-01) ---------------------------------------------------
+
+def test_an_embed_error_is_the_users_own_exception():
+    """It was re-raised as type(exc)(message), which fails for exceptions whose
+    constructor takes other arguments (a TypeError replaced the user's error)."""
+    import subprocess
+
+    real = np.random.default_rng(0).normal(size=(50, 2))
+
+    def embed(x):
+        raise subprocess.CalledProcessError(3, ["render"])
+
+    opt = simgap.SimOptimizer({"a": (0.0, 1.0)}, real, embed=lambda x: x)
+    opt.embed = embed
+    with pytest.raises(subprocess.CalledProcessError) as info:
+        opt.tell(opt.ask(1), [real])
+    assert info.value.returncode == 3
+    import sys
+
+    if sys.version_info >= (3, 11):  # exceptions take notes
+        assert any("embed failed on synthetic_sets[0]" in n for n in info.value.__notes__)
+
+
+def test_none_choices_stay_none_in_the_history_and_can_be_told_back():
+    rng = np.random.default_rng(1)
+    real = rng.normal(size=(60, 2))
+    opt = simgap.SimOptimizer({"a": (0.0, 1.0), "t": [None, "wood"]}, real, seed=0, strategy="random")
+    configs = opt.ask(6)
+    opt.tell(configs, [real + c["a"] for c in configs])
+    hist = opt.history
+    assert set(hist["t"]) <= {None, "wood"}
+    assert [c["t"] for c in configs] == hist["t"].tolist()[:6]
+    again = simgap.SimOptimizer({"a": (0.0, 1.0), "t": [None, "wood"]}, real, seed=1, strategy="random")
+    again.tell([{"a": float(r.a), "t": r.t} for r in hist.itertuples()], [real] * len(hist))  # a warm start
+
+
+def test_telling_a_configuration_twice_warns():
+    real = np.random.default_rng(2).normal(size=(60, 2))
+    opt = simgap.SimOptimizer({"a": (0.0, 1.0)}, real, seed=0)
+    c = opt.ask(2)
+    opt.tell(c, [real, real + 1])
+    with pytest.warns(UserWarning, match="already told"):
+        opt.tell(c[:1], [real])
+    assert opt.n_evaluated == 3

@@ -222,3 +222,58 @@ def test_bad_data_names_the_argument(rng):
         simgap.recommend(real, syn, shift)
     with pytest.raises(ValueError, match=r"params\['shift'\] contains NaN"):
         simgap.recommend(real, syn, {"shift": np.where(np.arange(30) == 2, np.nan, shift)})
+
+
+# ---- found by a robustness review (2026-12-01) ---------------------------------------------------
+
+def _shifted(seed=0, m=300):
+    rng = np.random.default_rng(seed)
+    u = rng.uniform(-2, 2, m)
+    return rng.normal(size=(200, 2)) + 0.7, rng.normal(size=(m, 2)) + u[:, None], u
+
+
+def test_none_is_a_categorical_choice_like_any_other():
+    """pandas >= 3 stores strings and None as its str dtype, turning None into NaN
+    (recommend raised KeyError: nan); the configurations keep None."""
+    real, syn, u = _shifted()
+    texture = [None if v > 1 else "wood" for v in u]
+    rec = simgap.recommend(real, syn, {"shift": u, "texture": texture})
+    probs = rec.parameters["texture"].probabilities
+    assert set(probs) == {None, "wood"} and sum(probs.values()) == pytest.approx(1.0)
+    assert set(rec.configs["texture"]) == {None, "wood"}
+    drawn = rec.sample(200, seed=0)["texture"]
+    assert set(drawn) <= {None, "wood"} and drawn.isna().sum() == sum(v is None for v in drawn)
+
+
+def test_bounds_smaller_than_the_rounding_slack_are_enforced():
+    """The slack for rounding was absolute (1e-9), wider than a range like
+    [1e-12, 2e-10]: a 0 in a log parameter got in and made the summaries NaN."""
+    real, syn, u = _shifted()
+    lr = 1e-12 + (u + 2) / 4 * 1e-10
+    space = {"lr": simgap.Float(1e-12, 2e-10, log=True)}
+    rec = simgap.recommend(real, syn, {"lr": lr}, space=space)
+    p = rec.parameters["lr"]
+    assert all(np.isfinite([p.value, p.low, p.high, p.mean, p.std])) and 1e-12 <= p.low <= p.value <= p.high
+    for bad in (0.0, -5e-10, 5e-10):
+        with pytest.raises(ValueError, match="outside space"):
+            simgap.recommend(real, syn, {"lr": np.r_[bad, lr[1:]]}, space=space)
+
+
+def test_an_int_parameter_gets_an_integer_interval_holding_its_value():
+    rng = np.random.default_rng(1)
+    k = rng.integers(0, 4, 400)
+    syn = rng.normal(size=(400, 2))
+    syn[:, 0] += k
+    real = rng.normal(size=(300, 2))
+    real[:, 0] += rng.choice([1, 2], 300, p=[0.45, 0.55])
+    for interval in (0.2, 0.8):
+        p = simgap.recommend(real, syn, {"lights": k}, interval=interval).parameters["lights"]
+        assert p.low == int(p.low) and p.high == int(p.high) and p.low <= p.value <= p.high
+
+
+def test_parameter_columns_may_be_tensors_that_track_gradients():
+    torch = pytest.importorskip("torch")
+    real, syn, u = _shifted()
+    want = simgap.recommend(real, syn, {"shift": u}).parameters["shift"].value
+    got = simgap.recommend(real, syn, {"shift": torch.from_numpy(u).requires_grad_()}).parameters["shift"].value
+    assert got == want

@@ -97,15 +97,17 @@ def _max_sq_norm(a: Any) -> float:
     """The largest squared row norm of a NumPy array or a tensor, in float64, in
     chunks of rows (no full-size temporary)."""
     rows, d = a.shape[0], a.shape[1]
+    if rows == 0:
+        return 0.0
     step = max(1, (1 << 22) // max(1, d))
+    if hasattr(a, "detach"):  # a torch tensor: reduced on its device, one host sync
+        parts = [(c * c).sum(dim=1).max() for c in (a[s : s + step].double() for s in range(0, rows, step))]
+        return float(max(parts) if len(parts) == 1 else parts[0].new_tensor(0).copy_(
+            __import__("torch").stack(parts).max()))
     best = 0.0
     for s in range(0, rows, step):
-        if hasattr(a, "detach"):  # a torch tensor, on its device
-            c = a[s : s + step].double()
-            best = max(best, float((c * c).sum(dim=1).max()))
-        else:
-            c = np.asarray(a[s : s + step], dtype=np.float64)
-            best = max(best, float(np.einsum("ij,ij->i", c, c).max()))
+        c = np.asarray(a[s : s + step], dtype=np.float64)
+        best = max(best, float(np.einsum("ij,ij->i", c, c).max()))
     return best
 
 

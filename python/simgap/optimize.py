@@ -20,7 +20,7 @@ from ._backend import device_of, to_host
 from ._validation import as_matrix, as_positive_int, check_same_features
 from .kernels import KERNELS, median_bandwidth
 from .mmd import mmd2_batch
-from .space import Categorical, Float, Int, as_space, space_to_dict
+from .space import Categorical, Float, Int, as_space, space_frame, space_to_dict
 
 __all__ = ["SimOptimizer"]
 
@@ -313,7 +313,11 @@ class SimOptimizer:
             try:
                 samples = self.embed(samples)
             except Exception as exc:
-                raise type(exc)(f"embed failed on {name}: {exc}") from exc
+                # The user's own exception, unchanged (its type, arguments and
+                # attributes), with a note saying where it happened.
+                if hasattr(exc, "add_note"):  # Python >= 3.11
+                    exc.add_note(f"simgap: embed failed on {name}")
+                raise
             name = f"embed({name})"
         if device_of(**{name: samples}) != "cpu":  # (a CUDA tensor needs the CUDA build)
             from ._cuda_ops import as_cuda_matrix
@@ -479,6 +483,11 @@ class SimOptimizer:
                     else:
                         self.study.tell(match.number, float(values[i]))
                 else:
+                    told = next((t.number for t in self.study.get_trials(deepcopy=False)
+                                 if t.state.is_finished() and _same(t.params, cfg)), None)
+                    if told is not None:
+                        warnings.warn(f"configs[{i}] was already told (trial {told}); it is recorded again, as a "
+                                      "new trial", stacklevel=2)
                     attrs["round"] = -1
                     self.study.add_trial(optuna.trial.create_trial(
                         params=cfg, distributions=self._distributions, user_attrs=attrs,
@@ -567,7 +576,6 @@ class SimOptimizer:
         """Every trial as a pandas DataFrame: trial, round, order (position in
         the order results were told), state, value, mmd2, n_samples, then one
         column per parameter."""
-        import pandas as pd
 
         rows = []
         for t in self.study.get_trials(deepcopy=False):
@@ -580,7 +588,7 @@ class SimOptimizer:
                 row[k] = t.params.get(k)
             rows.append(row)
         cols = ["trial", "round", "order", "state", "value", "mmd2", "n_samples", *self.space]
-        return pd.DataFrame(rows, columns=cols)
+        return space_frame({c: [r[c] for r in rows] for c in cols}, self.space, columns=cols)
 
     def convergence(self) -> dict[str, np.ndarray]:
         """Data for a convergence plot, in the order results were told.

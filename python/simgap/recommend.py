@@ -23,7 +23,16 @@ from ._backend import device_of, device_pair, like, take_rows, to_host
 from ._validation import as_matrix, as_positive_int, cast, check_same_features, common_dtype
 from .kernels import _bandwidth_values, kernel_contract, median_bandwidth
 from .metrics import nearest_neighbors
-from .space import Categorical, Float, Int, as_space, as_table, check_table, infer_space, space_to_dict
+from .space import (
+    Categorical,
+    Int,
+    as_space,
+    as_table,
+    check_table,
+    infer_space,
+    space_frame,
+    space_to_dict,
+)
 
 __all__ = ["ParameterRecommendation", "Recommendation", "recommend"]
 
@@ -219,7 +228,6 @@ class Recommendation:
         pandas.DataFrame, shape (n, n_params)
             Float columns float64, Int columns int64, categorical columns object.
         """
-        import pandas as pd
 
         n = as_positive_int(n, "n")
         if isinstance(jitter, bool) or not isinstance(jitter, numbers.Real) or not jitter >= 0 \
@@ -248,7 +256,7 @@ class Recommendation:
                 cols[name] = np.clip(np.round(out), p.low, p.high).astype(np.int64)
             else:
                 cols[name] = np.clip(out, p.low, p.high)
-        return pd.DataFrame(cols)
+        return space_frame(cols, self.space)
 
     def density(self, name: str, *, n_points: int = 200) -> tuple[np.ndarray, np.ndarray]:
         """The weighted kernel density of a numeric parameter, for plots.
@@ -706,7 +714,6 @@ def recommend(
     >>> rec.sample(4, seed=0).shape
     (4, 1)
     """
-    import pandas as pd
 
     device = device_of(real=real, synthetic=synthetic)
     if device != "cpu":
@@ -769,10 +776,10 @@ def recommend(
     sizes = np.bincount(groups, minlength=n_groups).astype(np.float64)
     first = np.full(n_groups, m, dtype=np.int64)
     np.minimum.at(first, groups, np.arange(m))
-    configs = pd.DataFrame({
+    configs = space_frame({
         k: (col[first].astype(np.int64) if isinstance(space_[k], Int) else col[first])
         for k, col in columns.items()
-    })
+    }, space_)
 
     notes: list[str] = []
     unreached, clusters = _unreached(rk, sk)
@@ -847,8 +854,9 @@ def recommend(
         h = std * ess_configs ** (-1.0 / (d_numeric + 4))
         floor = std_u * n_groups ** (-1.0 / max(d_numeric, 1))
         jitter[name] = float(max(h, floor))
-        if isinstance(p, Int):
+        if isinstance(p, Int):  # whole numbers: the interval widened to integers that hold the value
             med = int(np.clip(round(med), p.low, p.high))
+            lo, hi = min(math.floor(lo), med), max(math.ceil(hi), med)
         parameters[name] = ParameterRecommendation(
             name, p.kind, med if isinstance(p, Int) else float(med), float(lo), float(hi), mean, std,
             float(v.min()), float(v.max()), None)

@@ -241,6 +241,8 @@ def as_table(params: Any, name: str = "params") -> dict[str, np.ndarray]:
             cols[c] = np.asarray(params[c])
     elif isinstance(params, Mapping):
         for c, v in params.items():
+            if hasattr(v, "detach") and hasattr(v, "cpu"):  # a torch tensor (gradients, any device)
+                v = v.detach().cpu().numpy()
             arr = np.asarray(v) if not isinstance(v, (list, tuple)) else _column(v)
             cols[c] = arr
     elif isinstance(params, (list, tuple)):
@@ -313,6 +315,23 @@ def infer_space(table: Mapping[str, np.ndarray], name: str = "params") -> dict[s
     return out
 
 
+def space_frame(cols: Mapping[str, Any], space: Mapping[str, Param], columns: Any = None):
+    """A DataFrame of configurations whose categorical columns keep their
+    choices as Python objects: pandas (>= 3) would otherwise store a column of
+    strings and None as its ``str`` dtype, turning None into NaN."""
+    import pandas as pd
+
+    data = {}
+    for key, col in cols.items():
+        if isinstance(space.get(key), Categorical):
+            values = np.empty(len(col), dtype=object)
+            values[:] = list(col)
+            data[key] = pd.Series(values, dtype=object)
+        else:
+            data[key] = col
+    return pd.DataFrame(data, columns=columns)
+
+
 def check_table(table: Mapping[str, np.ndarray], space: Mapping[str, Param], name: str = "params",
                 space_name: str = "space") -> dict[str, np.ndarray]:
     """The space's columns of ``table``, checked against the declared types and bounds.
@@ -344,11 +363,13 @@ def check_table(table: Mapping[str, np.ndarray], space: Mapping[str, Param], nam
         if isinstance(p, Int) and not np.all(v == np.round(v)):
             raise ValueError(f"{where} has non-integer values but {space_name}[{key!r}] is an Int")
         lo, hi = v.min(), v.max()
-        slack = 1e-9 * max(1.0, abs(p.low), abs(p.high))
+        # Rounding slack relative to the bounds' own size (an absolute one would
+        # swallow ranges like [1e-12, 2e-10]); values within it are clipped in.
+        slack = 1e-9 * max(abs(p.low), abs(p.high))
         if lo < p.low - slack or hi > p.high + slack:
             raise ValueError(f"{where} has values in [{lo:g}, {hi:g}], outside {space_name}[{key!r}] = "
                              f"[{p.low:g}, {p.high:g}]")
-        out[key] = v
+        out[key] = np.clip(v, p.low, p.high)
     return out
 
 
@@ -380,7 +401,6 @@ def sample_space(space: Any, n: int, *, seed: Any = 0):
     >>> list(table.columns), table.shape
     (['size', 'n', 'shape'], (4, 3))
     """
-    import pandas as pd
 
     space = as_space(space)
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
@@ -404,4 +424,4 @@ def sample_space(space: Any, n: int, *, seed: Any = 0):
                 cols[key] = np.clip(np.round(u), p.low, p.high).astype(np.int64)
             else:
                 cols[key] = rng.integers(p.low, p.high + 1, size=n).astype(np.int64)
-    return pd.DataFrame(cols)
+    return space_frame(cols, space)
