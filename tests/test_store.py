@@ -540,3 +540,85 @@ def test_distance_functions_take_a_store_or_its_path(tmp_path):
     assert simgap.prdc(store, y) == simgap.prdc(x, y)
     with pytest.raises((FileNotFoundError, ValueError)):
         simgap.mmd2(tmp_path / "missing", y)
+
+
+# ---- found by a robustness review (2026-12-01) ---------------------------------------------------
+
+def test_integer_metadata_round_trips_exactly_through_csv(tmp_path, monkeypatch):
+    monkeypatch.setattr(store_mod, "_pyarrow", lambda: None)
+    meta = {"big": np.array([2**60 + 1, -3], dtype=np.int64), "u": np.array([2**64 - 1, 0], dtype=np.uint64)}
+    simgap.save_embeddings(tmp_path / "s", np.ones((2, 2)), metadata=meta)
+    _, m = simgap.load_embeddings(tmp_path / "s")
+    for k, v in meta.items():
+        assert m[k].dtype == v.dtype
+        np.testing.assert_array_equal(m[k], v)
+
+
+def _old_store(path):
+    simgap.save_embeddings(path, np.arange(12.0).reshape(4, 3), metadata={"id": np.arange(4)})
+    return sorted(os.listdir(path))
+
+
+@pytest.mark.parametrize("bad", ["nan", "beyond_float32", "dim", "interrupted"])
+def test_a_failed_overwrite_leaves_the_old_store_intact(tmp_path, bad):
+    """The old store was wiped when the overwrite started: a NaN, a model that
+    does not fit the data or an interruption lost both."""
+    path = tmp_path / "s"
+    files = _old_store(path)
+    if bad in ("nan", "beyond_float32"):
+        x = np.ones((10, 2))
+        x[5, 0] = np.nan if bad == "nan" else 1e300
+        with pytest.raises(ValueError, match="NaN or Inf"):
+            simgap.save_embeddings(path, x, overwrite=True)
+    elif bad == "dim":
+        with pytest.raises(RuntimeError):
+            simgap.Embedder(torch.nn.Linear(5, 3), progress=False).to_store(np.ones((10, 7), np.float32), path,
+                                                                            overwrite=True)
+    else:
+        with pytest.raises(RuntimeError):
+            simgap.Embedder(torch.nn.Identity(), progress=False).to_store(
+                FailingBatches(np.ones((40, 2), np.float32), batch_size=4, fail_after=3), path, overwrite=True, checkpoint_every=1)
+    store = simgap.EmbeddingStore(path, verify=True)
+    np.testing.assert_array_equal(store.embeddings, np.arange(12.0).reshape(4, 3))
+    np.testing.assert_array_equal(store.metadata["id"], np.arange(4))
+    if bad != "interrupted":
+        assert sorted(os.listdir(path)) == files
+
+
+def test_an_interrupted_overwrite_resumes_into_the_new_store(tmp_path):
+    path = tmp_path / "s"
+    _old_store(path)
+    emb = simgap.Embedder(torch.nn.Identity(), progress=False)
+    data = np.arange(80.0, dtype=np.float32).reshape(40, 2)
+    with pytest.raises(RuntimeError):
+        emb.to_store(FailingBatches(data, batch_size=4, fail_after=5), path, overwrite=True, checkpoint_every=1)
+    assert simgap.EmbeddingStore(path).shape == (4, 3)  # still the old one
+    store = emb.to_store(FailingBatches(data, batch_size=4), path, resume=True)
+    assert store.shape == (40, 2) and store.metadata is None
+    np.testing.assert_array_equal(simgap.EmbeddingStore(path, verify=True).embeddings, data)
+    assert sorted(os.listdir(path)) == ["embeddings.npy", "manifest.json"]  # the old metadata file is gone
+
+
+def test_an_overwrite_replaces_a_store_completely(tmp_path):
+    path = tmp_path / "s"
+    _old_store(path)
+    store = simgap.save_embeddings(path, np.full((2, 5), 7.0), overwrite=True)
+    assert store.shape == (2, 5) and store.metadata is None
+    assert sorted(os.listdir(path)) == ["embeddings.npy", "manifest.json"]
+
+
+def test_embedder_refuses_non_finite_embeddings(tmp_path):
+    emb = simgap.Embedder(lambda b: b * float("nan"), progress=False)
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        emb.to_store(np.ones((4, 3), np.float32), tmp_path / "s")
+    with pytest.raises(StoreError, match="manifest.json is missing"):  # nothing was written
+        simgap.EmbeddingStore(tmp_path / "s")
+
+
+def test_resume_with_fewer_samples_than_already_stored_fails(tmp_path):
+    emb = simgap.Embedder(torch.nn.Identity(), progress=False)
+    data = np.arange(200.0, dtype=np.float32).reshape(100, 2)
+    with pytest.raises(RuntimeError):
+        emb.to_store(FailingBatches(data, batch_size=10, fail_after=8), tmp_path / "s", checkpoint_every=1)
+    with pytest.raises(ValueError, match="already holds 80 rows"):
+        emb.to_store(FailingBatches(data[:50], batch_size=10), tmp_path / "s", resume=True)

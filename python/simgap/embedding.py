@@ -582,6 +582,11 @@ class Embedder:
             seen += n
             if seen > skip:
                 yield batch
+        if seen < skip:
+            raise ValueError(
+                f"data has {seen} samples but the interrupted store already holds {skip} rows; resume needs "
+                "the same data as the interrupted run (or pass overwrite=True to start again)"
+            )
 
     def _select(self, batch: Any) -> tuple[Any, bool, Any]:
         """(model input, call with **kwargs?, attention mask or None) of one batch."""
@@ -904,7 +909,9 @@ class Embedder:
             one as it is).  The store must come from the same model class,
             layer and pooling.
         overwrite : bool, default False
-            Replace whatever store is at ``path``.
+            Replace whatever store is at ``path``.  A complete store there stays
+            complete and readable until the new one is: an interrupted overwrite
+            leaves it intact, and ``resume=True`` then continues the new one.
         progress : bool, file object or None, default None
             As for :meth:`__call__`.
         checkpoint_every : int, default 8

@@ -257,6 +257,8 @@ def _read_metadata(path: Path, fmt: str, dtypes: Mapping[str, str]) -> dict[str,
                 out[name] = np.asarray(raw, dtype=str)
             elif np.dtype(kind).kind == "b":
                 out[name] = np.asarray([v == "True" for v in raw], dtype=bool)
+            elif np.dtype(kind).kind in "iu":  # exactly: through float, 2**60 + 1 lost its last bit
+                out[name] = np.asarray([int(v) for v in raw], dtype=np.dtype(kind))
             else:
                 out[name] = np.asarray([float(v) for v in raw]).astype(np.dtype(kind))
         except ValueError as exc:
@@ -644,6 +646,9 @@ class _StoreWriter:
         self.rows = 0
         self.dim: int | None = None
         self.complete = False
+        # Overwriting a complete store: the old one stays readable (its manifest,
+        # data and metadata untouched) until the new one is complete.
+        self._replacing = False
         self._file = None
         self._hash = hashlib.sha256()
         self._since_checkpoint = 0
@@ -654,7 +659,11 @@ class _StoreWriter:
         folder = self.folder
         if folder.exists() and not folder.is_dir():
             raise ValueError(f"path {folder} is a file; an embedding store is a folder")
+        interrupted = (folder / PROGRESS_FILE).exists() or (folder / PARTIAL_FILE).exists()
         if (folder / MANIFEST_FILE).exists():
+            if self.resume and interrupted:  # an interrupted replacement of this store: continue it
+                self._replacing = True
+                return self._reopen()
             if self.resume:
                 store = EmbeddingStore(folder)
                 self._check_same_embedder(store.manifest, "the complete store")
@@ -670,8 +679,10 @@ class _StoreWriter:
                     f"path {folder} already holds an embedding store; pass overwrite=True to "
                     "replace it or resume=True to reuse it"
                 )
-            self._wipe()
-        elif (folder / PROGRESS_FILE).exists() or (folder / PARTIAL_FILE).exists():
+            self._replacing = True
+            self._wipe()  # only the files of an earlier, interrupted replacement
+            return 0
+        elif interrupted:
             if self.resume:
                 return self._reopen()
             if not self.overwrite:
@@ -694,8 +705,13 @@ class _StoreWriter:
         return 0
 
     def _wipe(self) -> None:
-        # The manifest goes first, so that nothing looks complete while the rest is removed.
-        for name in [MANIFEST_FILE, PROGRESS_FILE, *sorted(_OWN_FILES - {MANIFEST_FILE, PROGRESS_FILE})]:
+        """Remove the store's files; while replacing a complete store, only the
+        new store's (progress and partial data), so the old one stays intact."""
+        if self._replacing:
+            names = [PROGRESS_FILE, PARTIAL_FILE]
+        else:  # the manifest goes first, so that nothing looks complete while the rest is removed
+            names = [MANIFEST_FILE, PROGRESS_FILE, *sorted(_OWN_FILES - {MANIFEST_FILE, PROGRESS_FILE})]
+        for name in names:
             for p in (self.folder / name, self.folder / (name + ".tmp")):
                 if p.exists():
                     p.unlink()
@@ -716,7 +732,7 @@ class _StoreWriter:
         folder = self.folder
         final = folder / EMBEDDINGS_FILE
         partial = folder / PARTIAL_FILE
-        if final.exists() and not partial.exists():
+        if final.exists() and not partial.exists() and not self._replacing:
             # interrupted between the rename of the data file and the manifest write
             os.replace(final, partial)
         progress = _read_progress(folder)
@@ -756,6 +772,14 @@ class _StoreWriter:
     def append(self, rows: np.ndarray) -> None:
         if rows.shape[0] == 0:
             return
+        with np.errstate(over="ignore"):  # beyond float32: inf, refused below
+            rows32 = np.ascontiguousarray(rows, dtype="<f4")
+        if not np.isfinite(rows32).all():  # checked as stored, before anything of the batch is written
+            bad = int(np.argwhere(~np.isfinite(rows32))[0][0])
+            raise ValueError(
+                f"embeddings contains NaN or Inf (as float32) at row {self.rows + bad}; nothing of its batch "
+                "was written"
+            )
         if self._file is None:
             self.dim = int(rows.shape[1])
             f = open(self.folder / PARTIAL_FILE, "w+b")
@@ -767,7 +791,7 @@ class _StoreWriter:
                 f"the model produced {rows.shape[1]} features for this batch but {self.dim} before; "
                 "every batch must have the same embedding dimension"
             )
-        rows = np.ascontiguousarray(rows, dtype="<f4")
+        rows = rows32
         self._file.write(memoryview(rows).cast("B"))
         self._hash.update(memoryview(rows).cast("B"))
         self.rows += rows.shape[0]
@@ -842,6 +866,11 @@ class _StoreWriter:
             metadata_format=None,
             simgap_version=_simgap_version(),
         )
+        if self._replacing:
+            # The old store ends here: from now on the folder is the new store,
+            # interrupted (resumable) until its manifest is written.
+            (self.folder / MANIFEST_FILE).unlink(missing_ok=True)
+            _fsync_dir(self.folder)
         if self.metadata:
             name, fmt, dtypes = _write_metadata(self.folder, self.metadata)
             manifest.update(metadata_file=name, metadata_format=fmt, metadata_columns=dtypes)
@@ -850,6 +879,8 @@ class _StoreWriter:
         _atomic_write_json(self.folder / MANIFEST_FILE, manifest)  # the commit point
         _fsync_dir(self.folder)
         (self.folder / PROGRESS_FILE).unlink()
+        for stale in {PARQUET_FILE, CSV_FILE} - {manifest["metadata_file"]}:  # a replaced store's
+            (self.folder / stale).unlink(missing_ok=True)
         _fsync_dir(self.folder)
         return EmbeddingStore(self.folder)
 
@@ -876,7 +907,8 @@ def save_embeddings(
     metadata : mapping of str to sequence of length n, or DataFrame, optional
         Per-sample columns (numbers, booleans or strings).
     overwrite : bool, default False
-        Replace an existing store at ``path``.
+        Replace an existing store at ``path``.  The old store stays complete
+        and readable until the new one is: a failed overwrite leaves it intact.
     info : mapping, optional
         Extra JSON-serialisable fields for the manifest (e.g. ``model_class``,
         ``layer``, ``pooling``: null by default).
@@ -918,12 +950,9 @@ def save_embeddings(
     writer.start()
     try:
         for start in range(0, arr.shape[0], chunk_rows):
-            block = np.asarray(arr[start : start + chunk_rows])
-            if not np.isfinite(block).all():
-                raise ValueError(f"embeddings contains NaN or Inf (rows {start}..{start + len(block) - 1})")
-            writer.append(block.astype(np.float32, copy=False))
+            writer.append(np.asarray(arr[start : start + chunk_rows]))  # checks NaN / Inf as float32
     except BaseException:
         writer.abort()
-        writer._wipe()  # no resume for save_embeddings: leave nothing half-written
+        writer._wipe()  # no resume for save_embeddings: leave nothing half-written (an old store intact)
         raise
     return writer.finish()
