@@ -448,3 +448,23 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
 
     cli.atomic_write(str(target), writer)
     assert target.read_text() == "new" and os.listdir(tmp_path) == ["out.json"]
+
+
+def test_a_closed_output_pipe_exits_quietly_with_141():
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "simgap", "info"], stdout=write, stderr=subprocess.PIPE,
+                              timeout=120)
+    finally:
+        os.close(write)
+    assert proc.returncode == cli.EXIT_PIPE == 141
+    assert proc.stderr.decode().strip() == ""
+
+
+@pytest.mark.parametrize("command", ["demo", "compare"])
+def test_a_negative_seed_is_a_usage_error_naming_the_option(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main([command, "--seed", "-1"])
+    assert info.value.code == cli.EXIT_USAGE
+    assert "--seed: expected a non-negative integer" in capsys.readouterr().err

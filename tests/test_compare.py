@@ -329,3 +329,90 @@ def test_summary_prints_a_table(shifted_report, capsys):
     text = r.summary_text()
     assert "p-value" in text and "coverage" in text
     assert "GapReport(" in repr(r)
+
+
+# ---- found by a robustness review (2026-12-01) ---------------------------------------------------
+
+_QUICK = dict(n_permutations=30, n_bootstrap=10, map_method="pca", n_clusters=2)
+
+
+def _two_sets(n=120, m=110, d=6, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, d)), rng.normal(size=(m, d)) + 0.2
+
+
+def test_cpu_bfloat16_tensors_are_widened():
+    torch = pytest.importorskip("torch")
+    x, y = _two_sets()
+    xb, yb = torch.from_numpy(x).bfloat16(), torch.from_numpy(y).bfloat16()
+    got = simgap.compare(xb, yb, **_QUICK)
+    want = simgap.compare(xb.float(), yb.float(), **_QUICK)
+    assert got.mmd2 == want.mmd2 and got.fd == want.fd
+
+
+@pytest.mark.parametrize("kind", ["nan", "pd_na", "none"])
+def test_missing_labels_form_one_class(kind):
+    """NaN != NaN made one empty class per NaN (and lost their samples); pd.NA raised."""
+    import pandas as pd
+
+    x, y = _two_sets()
+    rng = np.random.default_rng(1)
+    if kind == "nan":
+        lx, ly = rng.integers(0, 2, len(x)).astype(float), rng.integers(0, 2, len(y)).astype(float)
+        lx[:5], ly[:4] = np.nan, np.nan
+    elif kind == "pd_na":
+        lx = pd.Series(rng.choice(["a", "b"], len(x)), dtype="string")
+        ly = pd.Series(rng.choice(["a", "b"], len(y)), dtype="string")
+        lx[:5], ly[:4] = pd.NA, pd.NA
+    else:
+        lx = np.array([None if i < 5 else "ab"[i % 2] for i in range(len(x))], dtype=object)
+        ly = np.array([None if i < 4 else "ab"[i % 2] for i in range(len(y))], dtype=object)
+    pc = simgap.compare(x, y, labels=(lx, ly), **_QUICK).per_class
+    assert len(pc) == 3
+    assert pc["n_real"].sum() == len(x) and pc["n_synthetic"].sum() == len(y)
+    missing = pc[pc["label"].isna()]
+    assert len(missing) == 1 and int(missing["n_real"].iloc[0]) == 5 and int(missing["n_synthetic"].iloc[0]) == 4
+
+
+def test_parameters_with_inf_or_huge_values():
+    """They reached the random forest raw (ValueError from scikit-learn)."""
+    import pandas as pd
+
+    x, y = _two_sets()
+    rng = np.random.default_rng(2)
+    params = pd.DataFrame({"light": np.where(np.arange(len(y)) % 7 == 0, np.inf, rng.random(len(y))),
+                           "huge": rng.random(len(y)) * 1e300})
+    rep = simgap.compare(x, y, params=params, **_QUICK)
+    assert set(rep.parameter_importance["parameter"]) == {"light", "huge"}
+    assert np.isfinite(rep.parameter_importance["importance"]).all()
+
+
+def test_three_real_rows_are_enough_for_k_2():
+    x, y = _two_sets()
+    rep = simgap.compare(x[:3], y[:50], k=2, **_QUICK)
+    assert np.isfinite(rep.mmd2) and len(rep.synthetic_scores) == 50
+
+
+def test_block_estimator_description_matches_what_it_used():
+    x, y = _two_sets(2500, 60, 4)
+    rep = simgap.compare(x, y, max_exact=1000, **_QUICK)
+    bs = rep.mmd2_block["block_size"]
+    assert bs == 30 and np.isfinite(rep.mmd2_block["stderr"])  # two blocks: a standard error
+    assert any(f"block_size={bs}, 2 blocks: 60 random rows of each set" in a for a in rep.approximations)
+
+
+def test_per_class_statistics_respect_max_exact():
+    x, y = _two_sets(900, 800, 4)
+    labels = (np.zeros(900, int), np.zeros(800, int))
+    rep = simgap.compare(x, y, labels=labels, max_exact=300, **_QUICK)
+    row = rep.per_class.iloc[0]
+    assert row["n_real"] == 900 and row["n_synthetic"] == 800
+    assert any("per_class" in a and "max_exact=300" in a for a in rep.approximations)
+    # the single class's MMD^2 is that of a 300-row subsample: the headline one, on the same kind of subsample
+    assert abs(row["mmd2"] - rep.mmd2) < 0.05
+
+
+def test_negative_seed_is_named():
+    x, y = _two_sets()
+    with pytest.raises(ValueError, match="seed must be a non-negative int"):
+        simgap.compare(x, y, seed=-1)

@@ -209,8 +209,7 @@ def _make_fake():
         inside[ii, jj] = np.sqrt(exact) < r[0, jj]
         valid = np.broadcast_to(r2 >= 0, d2.shape)
         with np.errstate(all="ignore"):
-            ratio = np.where(d2 > 0, r2 / np.maximum(d2, np.finfo(np.float64).tiny),
-                             np.where(r2 > 0, np.inf, 0.0))
+            ratio = np.where(d2 > 0, r2 / np.maximum(d2, np.finfo(np.float64).tiny), np.inf)
         _view(count, (row0 + rows,), True).view(np.int64)[row0:] += (inside & valid).sum(1)
         mr = _view(max_ratio, (row0 + rows,), True)[row0:]
         mr[:] = np.maximum(mr, np.where(valid, ratio, 0.0).max(1))

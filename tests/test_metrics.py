@@ -160,3 +160,15 @@ def test_metrics_bad_input(call):
     a, b = rng.normal(size=(20, 3)), rng.normal(size=(20, 3))
     with pytest.raises((ValueError, TypeError)):
         call(a, b)
+
+
+def test_realism_of_copies_is_infinite_even_when_real_radii_are_zero():
+    """A real set made of duplicates has k-NN radii 0 (and a median radius 0):
+    copies of its samples are realistic (inf, as documented), not 0 (0/0)."""
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(40, 4))
+    real = np.repeat(base, 5, axis=0)
+    for dtype in (np.float32, np.float64):
+        scores = simgap.realism_score(real.astype(dtype), base[:10].astype(dtype))
+        assert np.isinf(scores).all()
+        assert (simgap.realism_score(real.astype(dtype), base[:3].astype(dtype) + 0.01) == 0).all()

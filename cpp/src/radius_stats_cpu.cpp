@@ -62,7 +62,7 @@ struct RadiusOp {
           inside = std::sqrt(v) < p.radii[j0 + j];
         }
         cnt += inside;
-        const double ratio = v > 0 ? r2[j] / v : (r2[j] > 0 ? inf : 0.0);
+        const double ratio = v > 0 ? r2[j] / v : inf;  // a copy of a kept real sample, radius 0 too
         best = ratio > best ? ratio : best;
       }
       p.count[i0 + i] += cnt;

@@ -112,8 +112,8 @@ __global__ void __launch_bounds__(kThreads) radius_rows_kernel(GramRadiusParams<
         inside = sqrt(d2) < p.radii[gj];
       }
       cnt += inside ? 1 : 0;
-      const double ratio = d2 > 0.0 ? r2 / (d2 > kTinyDouble ? d2 : kTinyDouble)
-                                    : (r2 > 0.0 ? kInfDouble : 0.0);
+      // A copy of a kept reference is infinitely realistic, with radius 0 too.
+      const double ratio = d2 > 0.0 ? r2 / (d2 > kTinyDouble ? d2 : kTinyDouble) : kInfDouble;
       best = ratio > best ? ratio : best;
     }
     for (int off = 16; off > 0; off /= 2) {

@@ -849,7 +849,7 @@ def radius_band(d: int, is_double: bool) -> float:
 
 def radius_stats(queries, refs, radii, center):
     """count[q] = #{j : ||q - r_j|| < radii[j]} and max_ratio[q] = max_j radii[j]^2 / ||q - r_j||^2
-    (inf at distance 0 with a positive radius; negative radii are ignored), as
+    (inf at distance 0, whatever the radius; negative radii are ignored), as
     the CPU kernel.  Distances come from cuBLAS Gram tiles (IEEE, never tf32),
     read by one fused kernel per tile (``gram_radius`` in gram_tile.cu: no host
     synchronisation, no tile-sized temporaries besides the Gram tile).  The

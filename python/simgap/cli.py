@@ -24,6 +24,7 @@ EXIT_USAGE = 2
 EXIT_INPUT = 3
 EXIT_ERROR = 4
 EXIT_INTERRUPTED = 130
+EXIT_PIPE = 141
 
 #: Exit code -> meaning, as printed by ``simgap --help`` and in README.md.
 EXIT_CODES = {
@@ -33,6 +34,7 @@ EXIT_CODES = {
                 "mismatched dimensions or row counts, NaN or Inf)",
     EXIT_ERROR: "any other error (a failure while computing or writing, a missing optional package)",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
+    EXIT_PIPE: "the reader of the output went away (e.g. `simgap info | head`); nothing is printed",
 }
 
 EMBEDDING_FORMATS = ".npy, .npz, .pt/.pth, .csv, .parquet (numeric columns) or an embedding store folder"
@@ -537,6 +539,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
+    return value
+
+
 def _epilog() -> str:
     lines = ["exit codes:"] + [f"  {code:<4} {meaning}" for code, meaning in EXIT_CODES.items()]
     lines += ["", "Errors are one line on stderr; add --debug for the traceback.",
@@ -570,7 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
             "the gap to scikit-learn's real handwritten digits in the CNN's latent space, recommend "
             "and refine a new configuration, render again, retrain and re-measure.  Writes "
             "report.html, report.json and summary.json to --out.")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     p.add_argument("--out", default="simgap-demo", help="output folder (default simgap-demo)")
     p.add_argument("--quick", action="store_true", help="a smaller, faster run (used by the tests)")
     p.add_argument("--threads", type=_positive_int, default=1,
@@ -592,7 +604,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="OUT", help="write the JSON report here")
     p.add_argument("--permutations", type=_positive_int, default=1000,
                    help="permutations of the MMD test (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     p.add_argument("--distributed", action="store_true",
                    help="under torchrun (RANK, WORLD_SIZE set): each rank takes its share of the rows, "
                         "MMD², p-value and sliced Wasserstein are exact over all rows through a gloo group, "
@@ -609,7 +621,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the parameters of each synthetic sample (.csv, .parquet, .npz, store)")
     p.add_argument("--n", type=_positive_int, default=100, help="configurations to sample (default 100)")
     p.add_argument("--out", metavar="FILE", help="write them as CSV here (default: print them)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     p.set_defaults(func=_cmd_recommend)
 
     p = add("distance", "one number for scripts: mmd, swd, fd or prdc",
@@ -624,7 +636,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=_positive_int, default=5, help="prdc: neighbours (default 5)")
     p.add_argument("--stat", choices=("precision", "recall", "density", "coverage"),
                    help="prdc: print only this one")
-    p.add_argument("--seed", type=int, default=0, help="swd: random seed (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="swd: random seed (default 0)")
     p.set_defaults(func=_cmd_distance)
 
     p = add("embed", "embed images or arrays with a layer of your own PyTorch model",
@@ -670,6 +682,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("simgap: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # Python's advice: point stdout at devnull so that the flush at exit does not fail again.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):  # pragma: no cover - stdout without a descriptor
+            pass
+        return EXIT_PIPE
     except InputError as exc:
         if args.debug:
             traceback.print_exc()

@@ -169,6 +169,8 @@ def _seeds(seed: Any, k: int) -> list[int]:
     """k independent integer seeds derived from ``seed`` (None: fresh entropy)."""
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
         raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
+    if seed is not None and seed < 0:
+        raise ValueError(f"seed must be a non-negative int or None, got {seed}")
     ss = np.random.SeedSequence(seed)
     return [int(c.generate_state(1, dtype=np.uint32)[0]) for c in ss.spawn(k)]
 
@@ -527,7 +529,11 @@ def _parameters(df, score: np.ndarray, realistic: np.ndarray, max_bins: int, see
     for j, col in enumerate(df.columns):
         s = df[col]
         if _is_numeric(s):
-            X[:, j] = s.to_numpy(dtype=np.float64)
+            v = np.array(s.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)  # a copy
+            v[~np.isfinite(v)] = np.nan  # +-inf: missing, as in the profiles
+            if np.nanmax(np.abs(v), initial=0.0) > 1e30:
+                v = np.arcsinh(v)  # monotone, so the same forest: within the float32 trees' range
+            X[:, j] = v
         else:
             codes, _ = pd.factorize(s.astype(str), sort=True)
             X[:, j] = codes
@@ -652,22 +658,49 @@ def _map2d(z: _Pooled, n: int, labels: np.ndarray, method: str, max_points: int,
 # ----------------------------------------------------------------------------
 
 
-def _per_class(x, y, lx, ly, sigma, k, n_permutations, seed):
+def _missing_as_none(labels: np.ndarray | None) -> np.ndarray | None:
+    """Class labels with every missing value (None, NaN, pd.NA, NaT) as None: one
+    class of its own (NaN != NaN made one empty class per NaN, pd.NA raised)."""
+    if labels is None:
+        return None
     import pandas as pd
 
-    keys = sorted(set(lx.tolist()) | set(ly.tolist()), key=lambda v: (str(type(v)), v))
+    missing = np.asarray(pd.isna(labels), dtype=bool)
+    if not missing.any():
+        return labels
+    out = np.empty(labels.shape[0], dtype=object)
+    out[:] = labels.tolist()
+    out[missing] = None
+    return out
+
+
+def _class_rows(lab: np.ndarray, c: Any) -> np.ndarray:
+    if c is None:
+        return np.flatnonzero(np.fromiter((v is None for v in lab), dtype=bool, count=lab.shape[0]))
+    return np.flatnonzero(lab == c)
+
+
+def _per_class(x, y, lx, ly, sigma, k, n_permutations, max_exact, seed):
+    """Per class: MMD^2 with its p-value and prdc on at most max_exact rows of
+    each set (a seeded subsample), sliced Wasserstein and Frechet distances on
+    all rows; missing labels (None) form one class."""
+    import pandas as pd
+
+    keys = sorted(set(lx.tolist()) | set(ly.tolist()), key=lambda v: (v is None, str(type(v)), "" if v is None else v))
     rows = []
-    for c in keys:
-        xc, yc = _take(x, np.flatnonzero(lx == c)), _take(y, np.flatnonzero(ly == c))
+    for j, c in enumerate(keys):
+        xc, yc = _take(x, _class_rows(lx, c)), _take(y, _class_rows(ly, c))
         row: dict[str, Any] = {"label": c, "n_real": int(xc.shape[0]), "n_synthetic": int(yc.shape[0])}
         for key in ("mmd2", "p_value", "swd", "fd", "precision", "recall", "density", "coverage"):
             row[key] = float("nan")
         if xc.shape[0] >= 2 and yc.shape[0] >= 2:
-            t = mmd_test(xc, yc, n_permutations, bandwidth=sigma, seed=seed)
+            xq = _take(xc, _subsample(xc.shape[0], max_exact, seed + 2 * j))
+            yq = _take(yc, _subsample(yc.shape[0], max_exact, seed + 2 * j + 1))
+            t = mmd_test(xq, yq, n_permutations, bandwidth=sigma, seed=seed)
             row.update(mmd2=t.statistic, p_value=t.p_value, swd=sliced_wasserstein(xc, yc, seed=seed),
                        fd=frechet_distance(xc, yc))
-            if xc.shape[0] > k and yc.shape[0] > k:
-                row.update(prdc(xc, yc, k=k))
+            if xq.shape[0] > k and yq.shape[0] > k:
+                row.update(prdc(xq, yq, k=k))
         row["note"] = ("missing from synthetic" if yc.shape[0] == 0 else
                        "synthetic only" if xc.shape[0] == 0 else "")
         rows.append(row)
@@ -920,7 +953,7 @@ def _compare_impl(
     real_ids, syn_ids = _pair_arg(ids, n, m, "ids")
     real_ids = np.arange(n) if real_ids is None else real_ids
     syn_ids = np.arange(m) if syn_ids is None else syn_ids
-    real_labels, syn_labels = _pair_arg(labels, n, m, "labels")
+    real_labels, syn_labels = (_missing_as_none(v) for v in _pair_arg(labels, n, m, "labels"))
     if (real_labels is None) != (syn_labels is None):
         raise ValueError("labels: give class labels for both real and synthetic")
     pdf = _params_frame(params, m)
@@ -933,11 +966,18 @@ def _compare_impl(
     rx, ry = _subsample(n, max_exact, s[0]), _subsample(m, max_exact, s[1])
     xs, ys = xa[rx], ya[ry]
     xks, yks = (xs, ys) if device == "cpu" else (_take(xk, rx), _take(yk, ry))
+    # The block estimator on all rows: blocks of up to 256, at least two where the
+    # smaller set allows (a standard error); it pairs blocks, so it reads
+    # n_blocks * block_size rows of each set.
+    bs = max(2, min(256, min(n, m) // 2))
+    n_blocks = min(n, m) // bs
     if n > max_exact or m > max_exact:
         approximations.append(
             f"kernel and k-NN statistics (MMD^2, p-value, interval, prdc, coverage) use a random subsample of "
-            f"{len(rx)} real and {len(ry)} synthetic rows (max_exact={max_exact}); the block MMD^2 estimator "
-            f"(block_size=256) on all rows is in mmd2_block"
+            f"{len(rx)} real and {len(ry)} synthetic rows (max_exact={max_exact})"
+            + ("" if _dist is not None else
+               f"; the block MMD^2 estimator (block_size={bs}, {n_blocks} blocks: {n_blocks * bs} random rows of "
+               f"each set) is in mmd2_block")
         )
     if _dist is None:
         sigma = median_bandwidth(xks, yks, seed=s[2])
@@ -949,7 +989,6 @@ def _compare_impl(
     ci = (float(np.quantile(reps, q)), float(np.quantile(reps, 1.0 - q)))
     block = None
     if _dist is None and (n > max_exact or m > max_exact):
-        bs = min(256, n, m)
         value, se = mmd2(xk, yk, bandwidth=sigma, estimator="block", block_size=bs, return_stderr=True, seed=s[5])
         block = {"value": float(value), "stderr": float(se), "block_size": bs}
 
@@ -965,7 +1004,7 @@ def _compare_impl(
     swd = sliced_wasserstein(xk, yk, seed=s[6]) if _dist is None else _dist["swd"]
     fd = frechet_distance(xk, yk)
     prdc_values = prdc(xks, yks, k=k)
-    realism = _host(realism_score(xks, yk, k=3))
+    realism = _host(realism_score(xks, yk, k=min(3, len(rx) - 1)))  # the paper's k = 3 where n allows
     realistic = realism >= 1.0
 
     # Per-real-sample coverage (Naeem et al.: covered when the nearest synthetic
@@ -1016,7 +1055,14 @@ def _compare_impl(
 
     per_class = None
     if real_labels is not None:
-        per_class = _per_class(xk, yk, real_labels, syn_labels, sigma, k, n_permutations, s[11])
+        per_class = _per_class(xk, yk, real_labels, syn_labels, sigma, k, n_permutations, max_exact, s[11])
+        big = per_class[(per_class["n_real"] > max_exact) | (per_class["n_synthetic"] > max_exact)]
+        if len(big):
+            approximations.append(
+                f"per_class: MMD^2, its p-value and prdc of the classes with more than max_exact={max_exact} rows "
+                f"({', '.join(map(str, big['label'].tolist()[:5]))}{', ...' if len(big) > 5 else ''}) use a random "
+                f"subsample of max_exact rows of each set; their sliced Wasserstein and Frechet distances use all rows"
+            )
 
     directions, dir_vecs = _directions(xa, ya, cdir, n_directions, s[6])
     map_df, map_used = _map2d(z, len(rx), cl_labels, map_method, map_points, s[9])
@@ -1146,7 +1192,7 @@ def _compare_distributed(real: Any, synthetic: Any, group: Any, options: dict):
                 meta.pop("id", None)
             params = meta or None
         rid, sid = _pair_arg(ids, nr, mr, "ids")
-        rlab, slab = _pair_arg(opts["labels"], nr, mr, "labels")
+        rlab, slab = (_missing_as_none(v) for v in _pair_arg(opts["labels"], nr, mr, "labels"))
         if (rlab is None) != (slab is None):
             raise ValueError("labels: give class labels for both real and synthetic")
         pdf = _params_frame(params, mr)

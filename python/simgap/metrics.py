@@ -195,8 +195,9 @@ def realism_score(real: Any, fake: Any, *, k: int = 3) -> np.ndarray:
     Returns
     -------
     ndarray of float64, shape (M,)
-        ``inf`` for a fake sample that coincides with a real one (a CUDA
-        tensor for CUDA inputs).
+        ``inf`` for a fake sample that coincides with a kept real one, also
+        one whose radius is 0 (duplicated real samples) (a CUDA tensor for
+        CUDA inputs).
 
     Examples
     --------
@@ -291,4 +292,5 @@ def frechet_distance(x: Any, y: Any) -> float:
     ev = np.linalg.eigvalsh((inner + inner.T) / 2.0)
     tr_sqrt = float(np.sqrt(np.clip(ev, 0.0, None)).sum()) * unit
     diff = mx - my
-    return float(diff @ diff + np.trace(cx) + np.trace(cy) - 2.0 * tr_sqrt)
+    # >= 0 exactly; rounding of nearly equal (or rank-deficient) covariances can go below
+    return max(float(diff @ diff + np.trace(cx) + np.trace(cy) - 2.0 * tr_sqrt), 0.0)

@@ -588,7 +588,10 @@ def as_embeddings(obj: Any, *, name: str = "embeddings") -> Any:
             raise TypeError(f"{name} has dtype {obj.dtype}; expected real numbers")
         if obj.device.type != "cpu":
             return obj.detach()
-        obj = obj.detach().resolve_conj().resolve_neg().numpy()
+        obj = obj.detach()
+        if str(obj.dtype) == "torch.bfloat16":  # NumPy has no bfloat16: widened, exactly
+            obj = obj.float()
+        obj = obj.resolve_conj().resolve_neg().numpy()
     try:
         arr = np.asarray(obj)
     except Exception as exc:

@@ -172,7 +172,7 @@ void run_radius_case(int64_t n, int64_t m, int64_t d, std::mt19937& rng) {
       if (radii2[j] < 0) continue;
       const double e = exact_ref(x.data() + i * d, y.data() + j * d, d);
       c += std::sqrt(e) < radii[j];
-      const double r = e > 0 ? radii2[j] / e : (radii2[j] > 0 ? inf : 0.0);
+      const double r = e > 0 ? radii2[j] / e : inf;
       best = std::max(best, r);
     }
     ++checks;

@@ -107,8 +107,8 @@ cudaError_t gram_contract(const GramTileParams<T>& p, const T* weights, int64_t 
 // float64), with xnorms / ynorms their float64 squared norms:
 //   count[row0 + i]     += #{j : ||q_i - r_j|| < radii[col0 + j]}
 //   max_ratio[row0 + i]  = max(max_ratio[row0 + i], max_j radii2[j] / ||q_i - r_j||^2)
-// (the ratio is +inf at distance 0 with a positive radius, 0 with radius 0;
-// references with radii2 < 0 are ignored).  The squared distance is
+// (the ratio is +inf at distance 0, whatever the radius: a copy of a kept
+// reference; references with radii2 < 0 are ignored).  The squared distance is
 // xnorms + ynorms - 2 G in float64, clamped at 0; the pairs where that identity
 // loses digits (below 1/32 of xnorms + ynorms) or could fall on the wrong side
 // of the ball's boundary (|d2 - radii2| <= band * (xnorms + ynorms)) are
