@@ -443,3 +443,48 @@ def test_from_sentence_transformer_integration():
     ref = st.encode(texts, convert_to_numpy=True)
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)
     assert emb.config()["model_class"].endswith("SentenceTransformer")
+
+
+# ---- found by a robustness review (2026-12-01) ---------------------------------------------------
+
+class _Aliased(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.enc = torch.nn.Linear(4, 3)
+        self.head = torch.nn.Linear(3, 2)
+        self.alias = self.enc  # the same module under a second name
+
+    def forward(self, x):
+        return self.head(self.enc(x))
+
+
+def test_a_module_registered_twice_is_found_under_either_name():
+    x = torch.randn(10, 4)
+    net = _Aliased()
+    a = simgap.Embedder(net, layer="alias", progress=False)(x)
+    b = simgap.Embedder(net, layer="enc", progress=False)(x)
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("batches", ["tuples", "tensors"])
+def test_a_string_input_key_on_batches_without_keys_is_refused(batches):
+    x = torch.randn(10, 4)
+    data = [(x, x)] if batches == "tuples" else x
+    with pytest.raises(ValueError, match="input_key 'a' names a key of dict batches"):
+        simgap.Embedder(_Aliased(), input_key="a", progress=False)(data)
+
+
+@pytest.mark.parametrize("sampler", ["subset_random", "weighted", "batch_sampler"])
+def test_to_store_refuses_every_random_sampler(tmp_path, sampler):
+    from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SubsetRandomSampler, TensorDataset
+    from torch.utils.data import WeightedRandomSampler
+
+    ds = TensorDataset(torch.randn(10, 4))
+    if sampler == "subset_random":
+        dl = DataLoader(ds, sampler=SubsetRandomSampler(range(10)))
+    elif sampler == "weighted":
+        dl = DataLoader(ds, sampler=WeightedRandomSampler([1.0] * 10, 10))
+    else:
+        dl = DataLoader(ds, batch_sampler=BatchSampler(RandomSampler(ds), 3, False))
+    with pytest.raises(ValueError, match="shuffling DataLoader"):
+        simgap.Embedder(_Aliased(), progress=False).to_store(dl, tmp_path / "s")

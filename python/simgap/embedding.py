@@ -253,6 +253,24 @@ def _sentence_transformer_module():
 # ----------------------------------------------------------------------------
 
 
+
+def _shuffles(loader: Any) -> bool:
+    """Whether a DataLoader's rows come in a random order: a random sampler
+    (RandomSampler, SubsetRandomSampler, WeightedRandomSampler, a
+    DistributedSampler with shuffle=True), also inside its batch sampler."""
+    from torch.utils.data import RandomSampler, SubsetRandomSampler, WeightedRandomSampler
+    from torch.utils.data.distributed import DistributedSampler
+
+    samplers = [getattr(loader, "sampler", None)]
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    samplers.append(getattr(batch_sampler, "sampler", batch_sampler))
+    for s in samplers:
+        if isinstance(s, (RandomSampler, SubsetRandomSampler, WeightedRandomSampler)):
+            return True
+        if isinstance(s, DistributedSampler) and getattr(s, "shuffle", False):
+            return True
+    return False
+
 class Embedder:
     """Latent vectors of a dataset from the user's own model.
 
@@ -385,6 +403,14 @@ class Embedder:
         modules = dict(self.model.named_modules())
         modules.pop("", None)
         if layer not in modules:
+            try:  # a module registered under a second name (named_modules lists each module once)
+                found = self.model.get_submodule(layer)
+            except (AttributeError, ValueError):
+                found = None
+            import torch
+
+            if isinstance(found, torch.nn.Module) and found is not self.model:
+                return found
             names = list(modules)
             close = difflib.get_close_matches(layer, names, n=5, cutoff=0.5)
             if close:
@@ -599,6 +625,9 @@ class Embedder:
                 raise ValueError(f"input_key {key!r} is not a key of the batch; its keys are {list(batch)}")
             return batch[key], False, mask
         if _is_array(batch) or _is_text_list(batch):
+            if isinstance(key, str):
+                raise ValueError(f"input_key {key!r} names a key of dict batches, but the batches are "
+                                 f"{type(batch).__name__}s; leave input_key=None")
             return batch, False, None
         if isinstance(batch, (list, tuple)):
             if not batch:
@@ -611,6 +640,10 @@ class Embedder:
                 first = batch[0]
             if isinstance(first, Mapping):
                 return self._select(first)
+            if isinstance(key, str):
+                raise ValueError(f"input_key {key!r} names a key of dict batches, but the batches are tuples "
+                                 f"whose first part is a {type(first).__name__}; leave input_key=None or give "
+                                 "the position of the model's input (an int)")
             return first, False, None
         raise TypeError(
             f"a batch of type {type(batch).__name__} is not supported; batches must be tensors, "
@@ -954,7 +987,7 @@ class Embedder:
         >>> x.shape
         (100, 3)
         """
-        from torch.utils.data import DataLoader, RandomSampler
+        from torch.utils.data import DataLoader
 
         if distributed:
             return self._to_store_distributed(
@@ -964,10 +997,11 @@ class Embedder:
         cols = _metadata_columns(metadata)
         checkpoint_every = as_positive_int(checkpoint_every, "checkpoint_every")
         _check_progress(progress)
-        if isinstance(data, DataLoader) and isinstance(data.sampler, RandomSampler):
+        if isinstance(data, DataLoader) and _shuffles(data):
             raise ValueError(
-                "data is a shuffling DataLoader; to_store records rows by position (and resume "
-                "skips by position), so build it with shuffle=False"
+                "data is a shuffling DataLoader (its sampler draws rows at random); to_store records "
+                "rows by position (and resume skips by position), so build it with shuffle=False and "
+                "a sequential sampler"
             )
         # validate data before touching the disk
         self._batches(data, 0)
