@@ -259,3 +259,12 @@ def test_telling_a_configuration_twice_warns():
     with pytest.warns(UserWarning, match="already told"):
         opt.tell(c[:1], [real])
     assert opt.n_evaluated == 3
+
+
+def test_resuming_a_study_with_another_seed_is_refused(tmp_path):
+    real = np.random.default_rng(3).normal(size=(40, 2))
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    simgap.SimOptimizer({"a": (0.0, 1.0)}, real, seed=0, storage=storage, study_name="s")
+    simgap.SimOptimizer({"a": (0.0, 1.0)}, real, seed=0, storage=storage, study_name="s")  # the same: fine
+    with pytest.raises(ValueError, match="seed 1 differs from the stored study's 0"):
+        simgap.SimOptimizer({"a": (0.0, 1.0)}, real, seed=1, storage=storage, study_name="s")

@@ -277,3 +277,10 @@ def test_parameter_columns_may_be_tensors_that_track_gradients():
     want = simgap.recommend(real, syn, {"shift": u}).parameters["shift"].value
     got = simgap.recommend(real, syn, {"shift": torch.from_numpy(u).requires_grad_()}).parameters["shift"].value
     assert got == want
+
+
+@pytest.mark.parametrize("seed", [-1, "a", 1.5, True])
+def test_recommend_checks_its_seed(seed):
+    real, syn, u = _shifted()
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        simgap.recommend(real, syn, {"shift": u}, seed=seed)

@@ -85,3 +85,9 @@ def test_sample_space_reproducible_and_in_bounds():
     assert t1["a"].between(0.1, 10.0).all() and t1["n"].dtype == np.int64 and set(t1["n"]) == {2, 3, 4, 5}
     assert set(t1["c"]) == {"u", "v"}
     assert abs(np.median(np.log10(t1["a"]))) < 0.2  # log-uniform: median near 1
+
+
+def test_two_nan_choices_are_not_distinct():
+    with pytest.raises(ValueError, match="distinct"):
+        simgap.Categorical([float("nan"), float("nan")])
+    assert simgap.Categorical([float("nan"), 1.0]).choices[1] == 1.0

@@ -279,7 +279,7 @@ class SimOptimizer:
         self._study_id = self._storage.get_study_id_from_name(study_name)
         attrs = self.study.user_attrs.get(_ATTR)
         meta = {"space": space_to_dict(self.space), "real": _fingerprint(self.real), "bandwidth": sigma,
-                "kernel": self.kernel, "d": int(self.real.shape[1])}
+                "kernel": self.kernel, "d": int(self.real.shape[1]), "seed": self.seed}
         if attrs is None:
             self.study.set_user_attr(_ATTR, meta)
             self.study.set_user_attr(_ATTR + "_rounds", 0)
@@ -291,6 +291,10 @@ class SimOptimizer:
             if attrs["real"] != meta["real"]:
                 raise ValueError(f"real differs from the real set the stored study {study_name!r} was "
                                  "started with; values would not be comparable (use another study_name)")
+            if attrs.get("seed", self.seed) != self.seed:  # (studies stored before the seed was recorded: any)
+                raise ValueError(f"seed {self.seed} differs from the stored study's {attrs['seed']}: a resumed "
+                                 "study would not continue the same sequence (use the same seed or another "
+                                 "study_name)")
             if attrs["kernel"] != self.kernel:
                 raise ValueError(f"kernel {self.kernel!r} differs from the stored study's {attrs['kernel']!r}")
             if not isinstance(bandwidth, str) and abs(attrs["bandwidth"] - sigma) > 1e-12 * sigma:

@@ -715,6 +715,8 @@ def recommend(
     (4, 1)
     """
 
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
+        raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
     device = device_of(real=real, synthetic=synthetic)
     if device != "cpu":
         # Kernel sums and neighbours on the GPU (rk, sk); the classifier on a host copy.

@@ -152,7 +152,8 @@ class Categorical:
             distinct = len(set(choices)) == len(choices)
         except TypeError:
             raise TypeError("choices must be hashable values") from None
-        if not distinct:
+        nan = [c for c in choices if isinstance(c, float) and c != c]
+        if not distinct or len(nan) > 1:  # NaN != NaN: two NaNs look distinct to a set
             raise ValueError(f"choices must be distinct; got {list(choices)}")
         object.__setattr__(self, "choices", choices)
 
