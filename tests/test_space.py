@@ -91,3 +91,18 @@ def test_two_nan_choices_are_not_distinct():
     with pytest.raises(ValueError, match="distinct"):
         simgap.Categorical([float("nan"), float("nan")])
     assert simgap.Categorical([float("nan"), 1.0]).choices[1] == 1.0
+
+
+def test_simulators_check_their_space_nuisance_and_tables():
+    from simgap.simulators import GaussianMixtureSimulator, ShapesSimulator
+
+    with pytest.raises(ValueError, match=r"missing \['mean_b', 'noise', 'scale', 'weight'\]"):
+        GaussianMixtureSimulator(space={"mean_a": (-3.0, 3.0)})
+    with pytest.raises(ValueError, match="nuisance must be a number"):
+        GaussianMixtureSimulator(nuisance="a")
+    sim = GaussianMixtureSimulator()
+    with pytest.raises(ValueError, match="table has no rows"):
+        sim.simulate_table(pd.DataFrame({k: [] for k in sim.space}))
+    with pytest.raises(ValueError, match="radius"):
+        ShapesSimulator(space={"radius": (0.0, 3.0), "blur": (0.0, 1.0), "contrast": (0.2, 1.0),
+                               "rotation": (0.0, 90.0), "shape": ["ellipse"]})

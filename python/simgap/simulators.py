@@ -34,6 +34,7 @@ as with real data.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Mapping
 
 import numpy as np
@@ -42,6 +43,12 @@ from ._validation import as_positive_int
 from .space import Categorical, Float, as_space, as_table, check_table, sample_space
 
 __all__ = ["GaussianMixtureSimulator", "ShapesSimulator"]
+
+
+def _nuisance(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= float(value) < 1:
+        raise ValueError(f"nuisance must be a number in [0, 1), got {value!r}")
+    return float(value)
 
 
 class _Simulator:
@@ -53,6 +60,15 @@ class _Simulator:
         if isinstance(table, Mapping) and all(np.ndim(v) == 0 for v in table.values()):
             table = [dict(table)]
         return check_table(as_table(table, "table"), self.space, "table", "space")
+
+    def _check_space(self, defaults: Mapping[str, Any]) -> None:
+        """The space must name exactly the parameters the renderer reads."""
+        missing = sorted(set(defaults) - set(self.space))
+        extra = sorted(set(self.space) - set(defaults))
+        if missing or extra:
+            raise ValueError(f"space must declare exactly the parameters {sorted(defaults)} of "
+                             f"{type(self).__name__}; missing {missing}, unknown {extra}")
+
 
     def simulate(self, config: Mapping[str, Any], n: int, *, seed: Any = 0) -> np.ndarray:
         """``n`` samples rendered with one configuration (a dict name -> value)."""
@@ -118,9 +134,7 @@ class GaussianMixtureSimulator(_Simulator):
     def __init__(self, *, dim: int = 4, nuisance: float = 0.1, true_params: Mapping | None = None,
                  space: Any = None):
         self.dim = as_positive_int(dim, "dim", minimum=3)
-        if not 0 <= float(nuisance) < 1:
-            raise ValueError(f"nuisance must be in [0, 1), got {nuisance!r}")
-        self.nuisance = float(nuisance)
+        self.nuisance = _nuisance(nuisance)
         self.space = as_space(space if space is not None else {
             "mean_a": Float(-3.0, 3.0),
             "mean_b": Float(-3.0, 3.0),
@@ -130,6 +144,7 @@ class GaussianMixtureSimulator(_Simulator):
         })
         self.true_params = dict(true_params) if true_params is not None else {
             "mean_a": 1.5, "mean_b": -1.0, "scale": 0.5, "weight": 0.3, "noise": "gaussian"}
+        self._check_space({"mean_a", "mean_b", "scale", "weight", "noise"})
         self.embed = None
 
     def _render(self, cols: dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
@@ -189,9 +204,7 @@ class ShapesSimulator(_Simulator):
     def __init__(self, *, size: int = 16, nuisance: float = 0.15, true_params: Mapping | None = None,
                  embed_dim: int = 32, space: Any = None, seed: Any = 0):
         self.size = as_positive_int(size, "size", minimum=8)
-        if not 0 <= float(nuisance) < 1:
-            raise ValueError(f"nuisance must be in [0, 1), got {nuisance!r}")
-        self.nuisance = float(nuisance)
+        self.nuisance = _nuisance(nuisance)
         self.space = as_space(space if space is not None else {
             "radius": Float(1.5, 6.0),
             "blur": Float(0.0, 2.0),
@@ -201,6 +214,10 @@ class ShapesSimulator(_Simulator):
         })
         self.true_params = dict(true_params) if true_params is not None else {
             "radius": 3.5, "blur": 0.8, "contrast": 0.7, "rotation": 30.0, "shape": "ellipse"}
+        self._check_space({"radius", "blur", "contrast", "rotation", "shape"})
+        radius = self.space["radius"]
+        if not isinstance(radius, Float) or radius.low <= 0:
+            raise ValueError(f"space['radius'] must be a Float with low > 0 (a radius of 0 renders NaN); got {radius}")
         self.embed_dim = as_positive_int(embed_dim, "embed_dim")
         self._net = _make_cnn(self.size, self.embed_dim, seed)
         self.embed = self._embed

@@ -341,6 +341,8 @@ def check_table(table: Mapping[str, np.ndarray], space: Mapping[str, Param], nam
     categorical columns as object arrays of the choices.
     """
     out: dict[str, np.ndarray] = {}
+    if any(len(col) == 0 for col in table.values()):
+        raise ValueError(f"{name} has no rows; give at least one configuration")
     for key, p in space.items():
         if key not in table:
             raise ValueError(f"{name} has no column {key!r} (declared in {space_name}); "
