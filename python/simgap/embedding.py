@@ -302,7 +302,9 @@ class Embedder:
           that has one (padding excluded);
         * ``"auto"``: ``"avg"`` for 4-D and higher (N, C, H, W),
           ``"mean_tokens"`` for 3-D (N, T, D), identity for (N, D) (and (N,)
-          becomes (N, 1));
+          becomes (N, 1)).  A 3-D output is read as tokens: for a
+          channels-first (N, C, L) output (Conv1d, audio features) pass
+          ``pool="avg"`` to get (N, C);
         * a callable ``f(tensor) -> (N, D)``.
 
         Tuple, list, dict and dataclass outputs (e.g. Hugging Face model
