@@ -973,8 +973,9 @@ def _compare_impl(
     n_blocks = min(n, m) // bs
     if n > max_exact or m > max_exact:
         approximations.append(
-            f"kernel and k-NN statistics (MMD^2, p-value, interval, prdc, coverage) and the real rows of the clusters use a random subsample of "
-            f"{len(rx)} real and {len(ry)} synthetic rows (max_exact={max_exact})"
+            f"kernel and k-NN statistics (MMD^2, p-value, interval, prdc, coverage) and the real rows of the "
+            f"clusters use a random subsample of {len(rx)} real and {len(ry)} synthetic rows "
+            f"(max_exact={max_exact})"
             + ("" if _dist is not None else
                f"; the block MMD^2 estimator (block_size={bs}, {n_blocks} blocks: {n_blocks * bs} random rows of "
                f"each set) is in mmd2_block")
