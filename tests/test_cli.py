@@ -402,6 +402,8 @@ def test_embed_npy_and_mixed_image_sizes(capsys, model_dir):
 
 @pytest.mark.parametrize("model, message", [
     ("cli_test_models", "PKG.MODULE:FACTORY"),
+    (":small_cnn", "both parts"),
+    ("cli_test_models:", "both parts"),
     ("no_such_module_xyz:f", "cannot import"),
     ("cli_test_models:nope", "no attribute"),
 ])

@@ -425,6 +425,9 @@ def _import_factory(spec: str):
     if ":" not in spec:
         raise InputError(f"--model {spec!r}: expected PKG.MODULE:FACTORY, e.g. torchvision.models:resnet18")
     mod_name, attr = spec.split(":", 1)
+    if not mod_name or not attr:
+        raise InputError(f"--model {spec!r}: expected PKG.MODULE:FACTORY (both parts), "
+                         "e.g. torchvision.models:resnet18")
     sys.path.insert(0, os.getcwd())  # modules next to the user's data, like `python -m`
     try:
         obj = importlib.import_module(mod_name)
