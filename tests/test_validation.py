@@ -421,3 +421,51 @@ def test_polynomial_values_beyond_float64_raise(func):
     x = np.random.default_rng(9).standard_normal((30, 4)) * 1e60
     with pytest.raises(ValueError, match="polynomial kernel's values reach about 1e3"):
         POLY_CALLS[func](x, x[:20] + 1.0, kernel="polynomial")
+
+
+# ---- found by a robustness review (2026-12-01) ---------------------------------------------------
+
+def test_huge_weights_are_normalised_not_zeroed():
+    """Their sum overflowed to inf and every normalised weight became 0."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(10, 3))
+    y = x[:7] + 1
+    for func in (lambda **kw: simgap.mmd2(x, y, estimator="biased", **kw),
+                 lambda **kw: simgap.sliced_wasserstein(x, y, **kw)):
+        assert func(x_weights=np.full(10, 1e308)) == pytest.approx(func(), rel=1e-12)
+        w = rng.random(10)
+        assert func(x_weights=w * 1e308) == pytest.approx(func(x_weights=w), rel=1e-12)
+
+
+@pytest.mark.parametrize("func", KERNEL_FUNCS)
+def test_a_bandwidth_whose_square_underflows_is_refused(func):
+    with pytest.raises(ValueError, match="bandwidth 1e-16. is too small"):
+        _call(func, X, Y, bandwidth=1e-160)
+    assert np.isfinite(np.asarray(_call(func, X, Y, bandwidth=1e-100), dtype=np.float64)).all()
+
+
+SEEDED = {
+    "mmd2_block": lambda seed: simgap.mmd2(X, Y, estimator="block", block_size=2, seed=seed),
+    "mmd2_rff": lambda seed: simgap.mmd2(X, Y, estimator="rff", seed=seed),
+    "mmd_test": lambda seed: simgap.mmd_test(X, Y, 10, seed=seed),
+    "median_bandwidth": lambda seed: simgap.median_bandwidth(X, Y, seed=seed, max_points=4),
+    "sliced_wasserstein": lambda seed: simgap.sliced_wasserstein(X, Y, seed=seed),
+}
+
+
+@pytest.mark.parametrize("seed, exc", [("a", TypeError), (1.5, TypeError), (-1, ValueError), (True, TypeError)])
+@pytest.mark.parametrize("func", list(SEEDED))
+def test_bad_seeds_are_named(func, seed, exc):
+    with pytest.raises(exc, match="seed must be a non-negative integer or None"):
+        SEEDED[func](seed)
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: simgap.mmd2(X, Y, per_bandwidth="no"), "per_bandwidth"),
+    (lambda: simgap.mmd2(X, Y, return_stderr="no"), "return_stderr"),
+    (lambda: simgap.sliced_wasserstein(X, Y, return_per_projection="no"), "return_per_projection"),
+])
+def test_flags_must_be_bools(call, name):
+    """A string such as "no" counted as True."""
+    with pytest.raises(TypeError, match=f"{name} must be True or False"):
+        call()

@@ -468,6 +468,9 @@ def _weights(w: Any, n: int, name: str, device) -> Any:
     if bool((t < 0).any()):
         raise ValueError(f"{name} must be non-negative")
     total = float(t.sum())
+    if not math.isfinite(total):  # huge weights: scaled by a power of two (exact), as on the host
+        t = torch.ldexp(t, torch.tensor(-math.frexp(float(t.max()))[1], device=t.device))
+        total = float(t.sum())
     if not total > 0:
         raise ValueError(f"{name} are all zero; at least one weight must be positive")
     return t / total

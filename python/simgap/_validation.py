@@ -156,10 +156,33 @@ def as_weights(w: Any, n: int, name: str) -> np.ndarray | None:
         raise ValueError(f"{name} contains NaN or Inf")
     if (arr < 0).any():
         raise ValueError(f"{name} must be non-negative; found {arr.min()}")
+    with np.errstate(over="ignore"):
+        overflows = not np.isfinite(arr.sum())
+    if overflows:  # huge weights: their sum overflows; scaled by a power of two (exact)
+        arr = np.ldexp(arr, -int(np.frexp(arr.max())[1]))
     total = arr.sum()
     if not total > 0:
         raise ValueError(f"{name} are all zero; at least one weight must be positive")
     return np.ascontiguousarray(arr / total)
+
+
+def check_seed(seed: Any, name: str = "seed") -> Any:
+    """A seed for ``numpy.random.default_rng``: None, an integer >= 0, a
+    SeedSequence or a Generator (or a RandomState where noted)."""
+    if seed is None or isinstance(seed, (np.random.SeedSequence, np.random.Generator, np.random.RandomState)):
+        return seed
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"{name} must be a non-negative integer or None, got {type(seed).__name__}")
+    if seed < 0:
+        raise ValueError(f"{name} must be a non-negative integer or None, got {seed}")
+    return int(seed)
+
+
+def check_flag(value: Any, name: str) -> bool:
+    """A bool option (a string such as "no" would otherwise count as True)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def as_positive_int(value: Any, name: str, minimum: int = 1) -> int:

@@ -71,6 +71,7 @@ Helpers for embedding a dataset across ranks: :func:`shard_range` and
 from __future__ import annotations
 
 import hashlib
+import math
 import tempfile
 from pathlib import Path
 from dataclasses import replace
@@ -91,7 +92,7 @@ from .kernels import (
     resolve_kernel,
     values_log10_bound,
 )
-from .mmd import _TEST_MEMORY_BYTES, MMDTestResult, _check_estimator
+from .mmd import _TEST_MEMORY_BYTES, MMDTestResult, _check_estimator, permutation_p_value
 from .sliced import random_projections
 
 __all__ = [
@@ -650,6 +651,8 @@ def _global_weights(metas: list[dict], k: int, name: str) -> tuple[float, float]
     if not all(flags):
         raise ValueError(f"{name}: give weights on every rank that has rows, or on none")
     total = sum(mt["wsum"][k] or 0.0 for mt in metas)
+    if not math.isfinite(total):
+        raise ValueError(f"{name}: the weights' sum overflows float64; scale them down")
     if not total > 0:
         raise ValueError(f"{name} are all zero; at least one weight must be positive")
     return total, sum(mt["wsq"][k] or 0.0 for mt in metas) / (total * total)
@@ -1202,7 +1205,7 @@ def mmd_test(
     values = sxx_g / dxx + syy / dyy - 2.0 * sxy / dxy
     observed = float(values[0])
     null = values[1:]
-    p_value = (1.0 + float(np.count_nonzero(null >= observed))) / (1.0 + n_permutations)
+    p_value = permutation_p_value(observed, null, total, n + m)
     return MMDTestResult(observed, p_value, n_permutations, null, est, spec.name, spec.bandwidths)
 
 

@@ -19,7 +19,8 @@ distance of Szekely and Rizzo; the ``polynomial`` defaults are the KID kernel
 of Binkowski et al. (2018).  The polynomial kernel's values are unbounded:
 float32 inputs are computed in float64 when a bound on them,
 (gamma max ||x||^2 + |coef0|)^degree, passes 1e35, and a bound past 1e300
-raises ValueError.
+raises ValueError.  float32 inputs whose largest magnitude lies outside
+1e-15 .. 1e15 are computed in float64 as well (``_validation.as_matrix``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from ._validation import (
     as_real,
     cast,
     check_same_features,
+    check_seed,
     common_dtype,
     pooled_mean,
     same_memory,
@@ -225,6 +227,10 @@ def resolve_kernel(
         raise ValueError(f"gamma must be positive, got {g}")
     c0 = as_real(coef0, "coef0")
     deg = as_positive_int(degree, "degree")
+    for s in bandwidths:  # the kernels multiply by 1 / (2 sigma^2): it must exist
+        if s * s == 0.0 or not math.isfinite(1.0 / (2.0 * s * s)):
+            raise ValueError(f"bandwidth {s:g} is too small: 1 / sigma^2 overflows float64; rescale the data "
+                             "(a median bandwidth this small means the points are that close together)")
     return KernelSpec(name, bandwidths, g, c0, deg)
 
 
@@ -292,6 +298,7 @@ def median_bandwidth(x: Any, y: Any = None, *, max_points: int = 2000, seed: Any
     3.8
     """
     max_points = as_positive_int(max_points, "max_points", minimum=2)
+    check_seed(seed)
     if device_of(x=x, y=y) != "cpu":
         from . import _cuda_ops
 
@@ -352,7 +359,8 @@ def kernel_matrix(
     Returns
     -------
     ndarray, shape (n, m)
-        float32 if both inputs are float32, else float64 (a CUDA tensor for
+        float32 if both inputs are float32 (and within float32's range, see
+        the module docstring), else float64 (a CUDA tensor for
         CUDA tensor inputs).
 
     Examples

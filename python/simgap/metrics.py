@@ -94,7 +94,10 @@ def nearest_neighbors(x: Any, y: Any = None, *, k: int = 1) -> tuple[np.ndarray,
         accumulated with fma in feature order) and re-ranked.  CPU and GPU use
         the same arithmetic, so they return the same bits.
     indices : ndarray of int64, shape (n, k)
-        Row indices into y (or x); ties keep the lower index.  CUDA tensors
+        Row indices into y (or x); ties keep the lower index among the
+        k + 8 nearest candidates of the tiled pass (with more than k + 8
+        points at exactly one distance, which of them come back is not
+        specified; their distances are exact).  CUDA tensors
         for CUDA inputs (candidates from cuBLAS Gram tiles).
 
     Examples

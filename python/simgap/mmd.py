@@ -16,7 +16,9 @@ from ._validation import (
     as_positive_int,
     as_weights,
     cast,
+    check_flag,
     check_same_features,
+    check_seed,
     common_dtype,
     same_memory,
 )
@@ -350,7 +352,9 @@ def mmd2(
     per_bandwidth : bool, default False
         Return one value per bandwidth instead of the value of their sum.
     return_stderr : bool, default False
-        Also return the estimate's standard error.
+        Also return the estimate's standard error (NaN where the estimator
+        has a single term to spread: the linear estimator with fewer than 4
+        rows in the smaller set, the block estimator with one block).
     block_size : int, default 256
         Rows per block for ``estimator="block"``.
     n_features : int, default 512
@@ -380,6 +384,9 @@ def mmd2(
     True
     >>> value, se = simgap.mmd2(x, y, estimator="block", block_size=50, return_stderr=True)
     """
+    check_seed(seed)
+    per_bandwidth = check_flag(per_bandwidth, "per_bandwidth")
+    return_stderr = check_flag(return_stderr, "return_stderr")
     device = device_of(x=x, y=y, x_weights=x_weights, y_weights=y_weights)
     precision = check_precision(precision, device)
     gpu = None
@@ -576,7 +583,9 @@ class MMDTestResult:
     statistic : float
         MMD^2 of the observed split (same estimator as the null samples).
     p_value : float
-        (1 + #{null >= statistic}) / (1 + n_permutations).
+        (1 + #{null >= statistic}) / (1 + n_permutations); a null value within
+        1e-9 of the kernel's scale (the mean |kernel value|) of the statistic
+        counts as a tie, so as >= (equal relabellings differ by rounding).
     n_permutations : int
     null_distribution : ndarray, shape (n_permutations,)
         MMD^2 of each random relabelling of the pooled sample.
@@ -655,7 +664,8 @@ def mmd_test(
     Returns
     -------
     MMDTestResult
-        ``p_value = (1 + #{null >= observed}) / (1 + n_permutations)``.
+        ``p_value = (1 + #{null >= observed}) / (1 + n_permutations)``, ties
+        within rounding counted as >= (see :class:`MMDTestResult`).
 
     Examples
     --------
@@ -665,6 +675,9 @@ def mmd_test(
     >>> simgap.mmd_test(x, y, n_permutations=200).p_value < 0.05
     True
     """
+    check_seed(seed)
+    if estimator is None:
+        raise ValueError("estimator must be 'unbiased' or 'biased', got None")
     device = device_of(x=x, y=y)
     precision = check_precision(precision, device)
     n_permutations = as_positive_int(n_permutations, "n_permutations")
@@ -744,5 +757,20 @@ def mmd_test(
         done += q
     observed = float(values[0])
     null = values[1:]
-    p_value = (1.0 + float(np.count_nonzero(null >= observed))) / (1.0 + n_permutations)
+    p_value = permutation_p_value(observed, null, total, N)
     return MMDTestResult(observed, p_value, n_permutations, null, est, spec.name, spec.bandwidths)
+
+
+# Null statistics within this fraction of the kernel's scale of the observed one count as ties.
+_TIE_TOLERANCE = 1e-9
+
+
+def permutation_p_value(observed: float, null: np.ndarray, total: float, N: int) -> float:
+    """(1 + #{null >= observed}) / (1 + len(null)), a null value within rounding
+    of the observed one counting as >=: relabellings with the same statistic
+    (duplicated or discrete data; x and y swapped when n = m) come out of
+    different float64 sums a few ulps apart, and were counted as smaller.
+    Rounding is judged against the kernel's scale, the mean |K| entry
+    |total| / N^2, as the statistic is a difference of such means."""
+    tol = _TIE_TOLERANCE * max(abs(total) / (float(N) * N), abs(observed))
+    return (1.0 + float(np.count_nonzero(null >= observed - tol))) / (1.0 + len(null))

@@ -16,7 +16,9 @@ from ._validation import (
     as_matrix,
     cast,
     check_finite,
+    check_flag,
     check_same_features,
+    check_seed,
     common_dtype,
     pooled_mean,
 )
@@ -106,6 +108,9 @@ def sliced_wasserstein(
     >>> round(simgap.sliced_wasserstein(x, x + 1.0, n_projections=500), 1)
     1.0
     """
+    return_per_projection = check_flag(return_per_projection, "return_per_projection")
+    if projections is None:
+        check_seed(seed)
     device = device_of(x=x, y=y, projections=projections, x_weights=x_weights, y_weights=y_weights)
     if device != "cpu":
         from . import _cuda_ops
