@@ -22,6 +22,7 @@ pytest.importorskip("torch")
 import torch.distributed  # noqa: E402
 
 import simgap  # noqa: E402
+from simgap.compare import _seeds  # noqa: E402
 
 if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():  # pragma: no cover
     pytest.skip("torch.distributed with gloo is not available", allow_module_level=True)
@@ -41,6 +42,11 @@ def _data():
     syn = rng.normal(size=(250, 8)) + 0.4
     params = {"light": rng.uniform(0, 1, size=250), "style": rng.choice(["a", "b"], size=250)}
     return real, syn, params
+
+
+def _images(m):
+    """One 4 x 4 grey image per synthetic row, each of its own grey level."""
+    return [np.full((4, 4), i / (m - 1), dtype=np.float32) for i in range(m)]
 
 
 def _shard(a, rank, sizes):
@@ -65,6 +71,16 @@ def _worker(rank, world, store, outdir):
     small = simgap.compare(rl, sl, group=dist.group.WORLD, max_exact=120, **OPTIONS)
     results["small"] = (small.mmd2, small.p_value, small.swd, small.n_real, small.n_synthetic,
                         small.to_dict())
+    # A rank with no real rows (all of them on rank 1).
+    empty = simgap.compare(rl if rank else rl[:0], sl, group="auto", **OPTIONS)
+    results["empty"] = (empty.mmd2, empty.p_value, empty.n_real)
+    # Beyond max_exact with params and thumbnails: the HTML looks both up by input row.
+    with_params = simgap.compare(rl, sl, params=pl, group="auto", max_exact=40, **OPTIONS)
+    if rank == 0:
+        html = os.path.join(outdir, "small.html")
+        with_params.to_html(html, images={"synthetic": _images(len(syn))})
+        results["html"] = (html, with_params.least_realistic(20)["row"].tolist(),
+                           with_params.synthetic_scores["row"].tolist(), with_params.params)
     with open(os.path.join(outdir, f"rank{rank}.pkl"), "wb") as fh:
         pickle.dump(results, fh)
     dist.destroy_process_group()
@@ -124,14 +140,43 @@ def test_every_rank_returns_the_same_report(rank_results):
         assert rank_results[0][key][5] == rank_results[1][key][5]
 
 
+def test_html_after_a_subsampled_distributed_compare_looks_up_params_and_images_by_row(rank_results):
+    """Its params held the subsample's rows while the map indexed them by global
+    row (IndexError), and its thumbnails were taken by position in the subsample."""
+    from simgap._html import _thumb
+
+    html_path, least, rows, params = rank_results[0]["html"]
+    real, syn, all_params = _data()
+    assert len(rows) == 40 and len(set(rows)) == 40 and max(rows) < 250
+    np.testing.assert_array_equal(params.index.to_numpy(), rows)
+    np.testing.assert_allclose(params["light"].to_numpy(), all_params["light"][rows])
+    with open(html_path, encoding="utf-8") as fh:
+        text = fh.read()
+    images = _images(250)
+    for row in least:
+        assert _thumb(images, row, "synthetic") in text
+
+
+def test_a_rank_may_hold_no_rows_of_a_set(rank_results):
+    real, syn, _ = _data()
+    single = simgap.compare(real[SPLITS["real"][0]:], syn, **OPTIONS)
+    for r in range(WORLD):
+        mmd2, p_value, n_real = rank_results[r]["empty"]
+        assert n_real == SPLITS["real"][1]
+        assert mmd2 == pytest.approx(single.mmd2, rel=1e-9) and p_value == single.p_value
+
+
 def test_subsample_beyond_max_exact(rank_results):
     real, syn, _ = _data()
     mmd2, p_value, swd, n, m, d = rank_results[0]["small"]
-    # still exact over all rows
+    # still exact over all rows, with the bandwidth the single-process compare() takes
+    # (the median heuristic of the same subsample, the same seed)
     assert (n, m) == (300, 250)
-    assert mmd2 == pytest.approx(simgap.mmd2(real, syn), rel=1e-9)
-    assert mmd2 == pytest.approx(rank_results[0]["exact"][0], rel=1e-12)
-    assert p_value == rank_results[0]["exact"][1]
+    sigma = d["settings"]["bandwidth"]
+    assert sigma == simgap.compare(real, syn, max_exact=120, **OPTIONS).settings["bandwidth"]
+    assert mmd2 == pytest.approx(simgap.mmd2(real, syn, bandwidth=sigma), rel=1e-9)
+    assert p_value == simgap.mmd_test(real, syn, OPTIONS["n_permutations"], bandwidth=sigma,
+                                      seed=_seeds(OPTIONS["seed"], 12)[3]).p_value
     assert swd == pytest.approx(rank_results[0]["exact"][2], rel=1e-12)
     text = " ".join(d["approximations"])
     assert "subsample of 120 real and 120 synthetic rows" in text

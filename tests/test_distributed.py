@@ -23,6 +23,7 @@ pytest.importorskip("torch")
 import torch.distributed  # noqa: E402
 
 import simgap  # noqa: E402
+from simgap.compare import _seeds  # noqa: E402
 from simgap.distributed import shard_indices, shard_range  # noqa: E402
 
 if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():  # pragma: no cover
@@ -176,6 +177,7 @@ COMPARE_OPTIONS = dict(n_permutations=50, n_bootstrap=20, max_exact=200, map_met
 
 def _compare_values(rep):
     return {"mmd2": rep.mmd2, "p_value": rep.p_value, "swd": rep.swd, "fd": rep.fd, "ci": rep.mmd2_ci,
+            "bandwidth": rep.settings["bandwidth"],
             "prdc": dict(rep.prdc), "c2st_auc": rep.c2st_auc,
             "realism": rep.synthetic_scores["realism"].to_numpy(),
             **{key: rep.real_coverage[key].to_numpy()
@@ -234,6 +236,10 @@ def _worker(rank, world, store, outdir, job):
         for label, call in (
             ("nan", lambda: sd.mmd2(bad, y[:10])),
             ("options", lambda: sd.mmd2(x[:10], y[:10], kernel="gaussian" if rank else "laplacian")),
+            # an array's repr rounds to 8 digits: a 1e-9 difference went unnoticed
+            ("array_options", lambda: sd.mmd2(x[:10], y[:10], bandwidth=np.array([0.5 + rank * 1e-9]))),
+            ("compare_options", lambda: simgap.compare(x[:10], y[:10], n_permutations=10, n_bootstrap=5 + rank,
+                                                       map_method="pca", group="auto")),
             ("features", lambda: sd.sliced_wasserstein(x[:10, : 2 + (rank == 1)], y[:10, : 2 + (rank == 1)])),
         ):
             try:
@@ -242,6 +248,11 @@ def _worker(rank, world, store, outdir, job):
             except Exception as exc:  # recorded for the test to check
                 results[label] = (type(exc).__name__, str(exc))
         results["after_errors"] = _plain(sd.mmd2(x[rank::world], y[rank::world], bandwidth=1.0))
+        # seed=None: every rank must draw the same relabellings / directions (rank 0's draw).
+        xs, ys = _data(3, 3, 2, "float64", seed=5)
+        results["unseeded_test"] = _plain(sd.mmd_test(xs[rank::world], ys[rank::world], 40, bandwidth=1.0,
+                                                      seed=None))
+        results["unseeded_sliced"] = _plain(sd.sliced_wasserstein(x[rank::world], y[rank::world], seed=None))
     elif job == "device_ring":
         # The device-resident ring (CUDA shards, NCCL) with the stand-in CUDA module of
         # test_cuda_orchestration on CPU tensors, gloo carrying the torch buffers.
@@ -371,6 +382,28 @@ def test_permutation_test_has_the_single_process_null(group_results):
     assert got[3].shape == (99,)
 
 
+def test_unseeded_calls_draw_the_same_numbers_on_every_rank(group_results):
+    """seed=None made each rank draw its own relabellings: the labels of a column
+    no longer marked n rows, and the null distribution was wrong (silently)."""
+    import itertools
+
+    world, group_results = group_results
+    x, y = _data(3, 3, 2, "float64", seed=5)
+    # every rank holds rows rank::world of x and of y: the pooled order is x shards, then y shards
+    order = [i for r in range(world) for i in range(3)[r::world]]
+    xg, yg = x[order], y[order]
+    valid = [simgap.mmd2(np.vstack([xg, yg])[list(c)],
+                         np.vstack([xg, yg])[[i for i in range(6) if i not in c]], bandwidth=1.0)
+             for c in itertools.combinations(range(6), 3)]
+    for r in range(world):
+        got = group_results[r]["unseeded_test"]
+        assert got[1] == pytest.approx(simgap.mmd2(xg, yg, bandwidth=1.0), rel=1e-12)
+        for v in got[3]:
+            assert min(abs(v - w) for w in valid) < 1e-12, v
+        np.testing.assert_array_equal(got[3], group_results[0]["unseeded_test"][3])
+        np.testing.assert_array_equal(group_results[r]["unseeded_sliced"][1], group_results[0]["unseeded_sliced"][1])
+
+
 def test_a_bad_rank_fails_every_rank(group_results):
     world, results = group_results
     for r in range(world):
@@ -379,8 +412,9 @@ def test_a_bad_rank_fails_every_rank(group_results):
         assert "NaN" in msg
         if r != world - 1:
             assert f"rank {world - 1}" in msg
-        kind, msg = results[r]["options"]
-        assert kind == "ValueError" and "different options" in msg
+        for key in ("options", "array_options", "compare_options"):
+            kind, msg = results[r][key]
+            assert kind == "ValueError" and "different options" in msg, (key, msg)
         kind, msg = results[r]["features"]
         assert kind == "ValueError" and "features" in msg
         assert results[r]["after_errors"][0] == "value"
@@ -418,7 +452,10 @@ def test_device_resident_ring_equals_single_process(tmp_path, world):
     host = _run_group(tmp_path / "host", world, "compare_host")
     x, y = _data(*COMPARE_DATA)
     sub = _compare_values(simgap.compare(x, y, **COMPARE_OPTIONS))
-    exact = _compare_values(simgap.compare(x, y, **dict(COMPARE_OPTIONS, max_exact=10**6)))
+    sigma = sub["bandwidth"]  # the single-process compare's: the median of the same subsample
+    exact = {"mmd2": simgap.mmd2(x, y, bandwidth=sigma), "swd": simgap.sliced_wasserstein(x, y, seed=_seeds(0, 12)[6]),
+             "p_value": simgap.mmd_test(x, y, COMPARE_OPTIONS["n_permutations"], bandwidth=sigma,
+                                        seed=_seeds(0, 12)[3]).p_value}
     for r in range(world):
         got, device, calls = results[r]["compare"]
         assert device == "cuda:0" and host[r]["compare"][1] == "cpu"
@@ -430,6 +467,7 @@ def test_device_resident_ring_equals_single_process(tmp_path, world):
                 np.testing.assert_array_equal(got[key], want, err_msg=key)
             else:
                 np.testing.assert_allclose(got[key], want, rtol=1e-5, atol=1e-9, err_msg=key)
+        assert got["bandwidth"] == sigma
         for key in ("mmd2", "swd"):
             assert got[key] == pytest.approx(exact[key], rel=1e-5), key
         assert got["p_value"] == exact["p_value"]

@@ -120,3 +120,37 @@ def test_page_loads_in_headless_chromium_without_errors(tmp_path, report_and_ima
     # map points of both sets (real #1f77b4, synthetic #ff7f0e, drawn semi-transparent over white)
     assert near((0x8f, 0xbb, 0xd9)) + near((0x1f, 0x77, 0xb4)) > 200
     assert near((0xff, 0xbb, 0x87)) + near((0xff, 0x7f, 0x0e)) > 200
+
+
+# ---- found by a robustness review (2026-12-01) ---------------------------------------------------
+
+def test_summary_prints_user_strings_as_text_not_markup():
+    """A parameter named "light[/b]" raised rich's MarkupError; "[bold]temp" lost its bracket."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(120, 4)), rng.normal(size=(110, 4)) + 0.3
+    params = pd.DataFrame({"light[/b]": rng.random(110), "[bold]temp": rng.random(110)})
+    rep = simgap.compare(x, y, params=params, n_permutations=20, n_bootstrap=10, map_method="pca",
+                         n_clusters=2)
+    text = rep.summary_text(width=200)
+    assert "light[/b]" in text and "[bold]temp" in text
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_report_files_get_the_usual_mode(tmp_path, umask):
+    """mkstemp's 0600 was kept: shared reports came out unreadable to others."""
+    rng = np.random.default_rng(1)
+    rep = simgap.compare(rng.normal(size=(60, 3)), rng.normal(size=(50, 3)), n_permutations=10, n_bootstrap=5,
+                         map_method="pca", n_clusters=2)
+    old = os.umask(umask)
+    try:
+        rep.to_json(tmp_path / "r.json")
+        rep.to_html(tmp_path / "r.html")
+        for path in (tmp_path / "r.json", tmp_path / "r.html"):
+            assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
+        os.chmod(tmp_path / "r.json", 0o640)
+        rep.to_json(tmp_path / "r.json")  # a replaced file keeps its mode
+        assert os.stat(tmp_path / "r.json").st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)

@@ -166,12 +166,12 @@ def concat_rows(a: Any, b: Any) -> Any:
     return torch.cat([a, b], dim=0)
 
 
-def device_pair(x: Any, y: Any, xname: str, yname: str):
+def device_pair(x: Any, y: Any, xname: str, yname: str, allow_empty: bool = False):
     """Two CUDA tensors as checked matrices of one dtype (float32 with float64: float64)."""
     from . import _cuda_ops
 
-    xd = _cuda_ops.as_cuda_matrix(x, xname)
-    yd = _cuda_ops.as_cuda_matrix(y, yname)
+    xd = _cuda_ops.as_cuda_matrix(x, xname, allow_empty=allow_empty)
+    yd = _cuda_ops.as_cuda_matrix(y, yname, allow_empty=allow_empty)
     if xd.shape[1] != yd.shape[1]:
         raise ValueError(f"{xname} has {xd.shape[1]} columns but {yname} has {yd.shape[1]}; "
                          "both must have the same number of features")

@@ -183,7 +183,7 @@ def _map_svg(report, width: int = 640, height: int = 480) -> str:
         real = sets[i] == "real"
         tip = f"{sets[i]} id={ids[i]} (cluster {int(clusters[i])})"
         if not real and params is not None:
-            row = params.iloc[int(idx[i])]
+            row = params.loc[int(idx[i])]  # indexed by input row (distributed: the subsample's global rows)
             tip += "\n" + "\n".join(f"{k} = {v}" for k, v in row.items())
         parts.append(f'<circle class="pt {"real" if real else "syn"}" cx="{X[i]:.1f}" cy="{Y[i]:.1f}" r="2.6" '
                      f'fill="{_REAL if real else _SYN}" fill-opacity="0.55"><title>{esc(tip)}</title></circle>')
@@ -397,10 +397,10 @@ def render(report, *, images: Any = None, title: str = "simgap domain-gap report
     params = report.params
 
     def syn_extra(i, row):
-        idx = int(row.name)
+        idx = int(row["row"]) if "row" in row else int(row.name)  # the input row
         cells = []
         if params is not None:
-            cells.append(esc(", ".join(f"{k}={v}" for k, v in params.iloc[idx].items())))
+            cells.append(esc(", ".join(f"{k}={v}" for k, v in params.loc[idx].items())))
         if syn_images is not None:
             cells.append(_thumb(syn_images, idx, "synthetic"))
         return cells

@@ -19,6 +19,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .report import published_mode
+
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_INPUT = 3
@@ -289,6 +291,7 @@ def atomic_write(path: str, write: Callable[[str], None]) -> str:
     os.close(fd)
     try:
         write(tmp)
+        published_mode(tmp, path)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -371,13 +374,17 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                      seed=args.seed, group=group)
     if rank != 0:  # every rank has the same report; rank 0 prints and writes it
         return EXIT_OK
-    report.summary()
+    # The files first: a failure while printing must not lose the computation.
+    written = []
     if args.json:
         atomic_write(args.json, lambda tmp: report.to_json(tmp))
-        print(f"wrote {args.json}")
+        written.append(args.json)
     if args.html:
         atomic_write(args.html, lambda tmp: report.to_html(tmp))
-        print(f"wrote {args.html}")
+        written.append(args.html)
+    report.summary()
+    for path in written:
+        print(f"wrote {path}")
     return EXIT_OK
 
 

@@ -1026,6 +1026,7 @@ def _compare_impl(
 
     synthetic_scores = pd.DataFrame({
         "id": syn_ids,
+        "row": np.arange(m),  # the input row (distributed: the global row, below)
         "witness": witness_syn,
         "realism": realism,
         "realistic": realistic,
@@ -1075,6 +1076,9 @@ def _compare_impl(
     if _dist is not None:  # rows of the gathered subsample -> global rows
         grx, gry = _dist["rows"]
         real_coverage["row"] = grx[real_coverage["row"].to_numpy()]
+        synthetic_scores["row"] = gry[synthetic_scores["row"].to_numpy()]
+        if pdf is not None:  # params looked up by input row, as the map's and the tables' rows are
+            pdf = pdf.set_axis(gry[: len(pdf)], axis=0)
         is_real = (map_df["set"] == "real").to_numpy()
         idx = map_df["index"].to_numpy()
         map_df["index"] = np.where(is_real, grx[np.minimum(idx, len(grx) - 1)], gry[np.minimum(idx, len(gry) - 1)])
@@ -1179,9 +1183,9 @@ def _compare_distributed(real: Any, synthetic: Any, group: Any, options: dict):
         syn_src, syn_meta = _store_parts(synthetic) if not isinstance(synthetic, np.ndarray) else (synthetic, None)
         dev = _shard_device(comm, real_src, syn_src)
         if dev is not None:  # checked on the GPU; only the subsample's rows reach the host
-            xa, ya = device_pair(real_src, syn_src, "real", "synthetic")
-        else:
-            xa, ya = _embeddings(real_src, "real"), _embeddings(syn_src, "synthetic")
+            xa, ya = device_pair(real_src, syn_src, "real", "synthetic", allow_empty=True)
+        else:  # a rank may hold no rows of a set
+            xa, ya = sd._as_shard(real_src, "real"), sd._as_shard(syn_src, "synthetic")
             check_same_features(xa, ya, "real", "synthetic")
         nr, mr = xa.shape[0], ya.shape[0]
         params, ids = opts["params"], opts["ids"]
@@ -1208,13 +1212,19 @@ def _compare_distributed(real: Any, synthetic: Any, group: Any, options: dict):
     except Exception as exc:  # raised on every rank below
         parts, err = None, (type(exc).__name__, str(exc))
     draw = int(np.random.SeedSequence().generate_state(1)[0])
+    # Every option but the per-rank data must be the same on every rank.
+    same_options = repr(sd._canonical({k: v for k, v in sorted(opts.items()) if k not in ("params", "labels", "ids")}))
     info = None if parts is None else (tuple(parts[0].shape), tuple(parts[1].shape),
                                        _dtype_str(parts[0]), _dtype_str(parts[1]),
                                        parts[2] is not None, parts[3] is not None, parts[4] is not None,
                                        parts[6] is not None)
-    shared = comm.objects((err, info, draw))
-    _raise_remote([e for e, _, _ in shared])
-    infos = [i for _, i, _ in shared]
+    shared = comm.objects((err, info, draw, same_options))
+    _raise_remote([e for e, _, _, _ in shared])
+    if len({o for _, _, _, o in shared}) > 1:
+        raise ValueError("compare(group=...): the ranks were called with different options ("
+                         + "; ".join(f"rank {r}: {o}" for r, (_, _, _, o) in enumerate(shared))
+                         + "); pass the same ones on every rank")
+    infos = [i for _, i, _, _ in shared]
     dims = {i[0][1] for i in infos} | {i[1][1] for i in infos}
     if len(dims) > 1:
         raise ValueError(f"real and synthetic have different numbers of features on different ranks: {sorted(dims)}")
@@ -1235,11 +1245,6 @@ def _compare_distributed(real: Any, synthetic: Any, group: Any, options: dict):
     max_exact = as_positive_int(opts["max_exact"], "max_exact", minimum=2 * (k + 1))
     seed = opts["seed"] if opts["seed"] is not None else shared[0][2]  # the same on every rank
     s = _seeds(seed, 12)
-
-    # The headline statistics, exact over all rows (x shards in rank order, then y
-    # shards); CUDA shards stay on the GPU (dev) for them.
-    test = sd.mmd_test(xa, ya, n_permutations, group=grp, bandwidth="median", seed=s[3])
-    swd = sd.sliced_wasserstein(xa, ya, group=grp, seed=s[6])
 
     # The same global rows whatever the sharding: drawn from the seed and the global sizes.
     rx, ry = _subsample(n, max_exact, s[0]), _subsample(m, max_exact, s[1])
@@ -1267,6 +1272,15 @@ def _compare_distributed(real: Any, synthetic: Any, group: Any, options: dict):
         import pandas as pd
 
         params = pd.concat([g[6] for g in got], ignore_index=True)
+
+    # The bandwidth as the single-process compare() takes it: the median heuristic
+    # of the subsample (the same global rows), with the same seed.
+    # Rank 0's value on every rank (BLAS threads could round differently elsewhere).
+    sigma = comm.objects(median_bandwidth(X, Y, seed=s[2]))[0]
+    # The headline statistics, exact over all rows (x shards in rank order, then y
+    # shards); CUDA shards stay on the GPU (dev) for them.
+    test = sd.mmd_test(xa, ya, n_permutations, group=grp, bandwidth=sigma, seed=s[3])
+    swd = sd.sliced_wasserstein(xa, ya, group=grp, seed=s[6])
 
     approximations = []
     if n > max_exact or m > max_exact:

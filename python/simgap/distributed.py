@@ -373,6 +373,20 @@ class _Pending:
         return self.recv_np
 
 
+def _canonical(value: Any) -> Any:
+    """``value`` with arrays and NumPy scalars as exact Python values, so that
+    repr() tells every difference (an array's repr rounds to 8 digits)."""
+    if isinstance(value, np.ndarray):
+        return ("ndarray", value.shape, tuple(value.ravel().tolist()))
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_canonical(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items()}
+    return value
+
+
 def _agree(comm: _Comm, fn: Callable[[], tuple[Any, dict]], options: Any) -> tuple[Any, list[dict]]:
     """Run the local validation fn on every rank and exchange its summary.
 
@@ -385,7 +399,8 @@ def _agree(comm: _Comm, fn: Callable[[], tuple[Any, dict]], options: Any) -> tup
         err = None
     except Exception as exc:  # every rank must learn about it: no early raise
         local, meta, err = None, {}, exc
-    meta = dict(meta, error=None if err is None else (type(err).__name__, str(err)), options=repr(options))
+    meta = dict(meta, error=None if err is None else (type(err).__name__, str(err)),
+                options=repr(_canonical(options)))
     metas = comm.objects(meta)
     for k, mt in enumerate(metas):
         if mt["error"] is not None:
@@ -404,6 +419,27 @@ def _agree(comm: _Comm, fn: Callable[[], tuple[Any, dict]], options: Any) -> tup
             raise ValueError(f"the ranks disagree on the {what}: " + ", ".join(
                 f"rank {k}: {mt[key]}" for k, mt in enumerate(metas)))
     return local, metas
+
+
+def _seed_option(seed: Any) -> str:
+    """How a seed takes part in the options every rank must agree on."""
+    if seed is None:
+        return "None"
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        return repr(int(seed))
+    return f"<{type(seed).__name__}>"
+
+
+def _seed_draw(seed: Any, name: str = "seed") -> int:
+    """This rank's integer seed: ``seed`` itself, or a fresh draw for None (every
+    rank then uses rank 0's draw: all must draw the same relabellings or
+    directions).  Generators cannot be shared between processes."""
+    if seed is None:
+        return int(np.random.SeedSequence().generate_state(1)[0])
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"{name} must be a non-negative integer or None in simgap.distributed (every rank "
+                         f"draws the same random numbers from it); got {seed!r}")
+    return int(seed)
 
 
 # --------------------------------------------------------------------------------- validation
@@ -1043,7 +1079,7 @@ def mmd_test(
     """
     comm = _Comm(group)
     options = ("mmd_test", n_permutations, kernel, bandwidth, estimator, gamma, coef0, degree,
-               repr(seed) if seed is None or isinstance(seed, int) else None)
+               _seed_option(seed))
 
     def local():
         device = _ring_device(comm, common_device(x=x, y=y))
@@ -1051,10 +1087,12 @@ def mmd_test(
         as_positive_int(n_permutations, "n_permutations")
         spec0, needs_median = _kernel_precheck(kernel, bandwidth, gamma, coef0, degree, arrays[0].shape[1])
         meta["values_log10"] = values_log10_bound(spec0, arrays)
+        meta["seed"] = _seed_draw(seed)
         est = _check_estimator(estimator, False, ("unbiased", "exact", "biased"))
         return (arrays, spec0, needs_median, est), meta
 
     (arrays, spec, needs_median, est), metas = _agree(comm, local, options)
+    seed_used = metas[0]["seed"]  # rank 0's draw when seed is None
     unbiased = est == "unbiased"
     nxs, nys = _counts(metas, 0), _counts(metas, 1)
     n, m = int(nxs.sum()), int(nys.sum())
@@ -1092,7 +1130,7 @@ def mmd_test(
     yoff = n + int(nys[:rank].sum())
     gidx = np.concatenate([np.arange(xoff, xoff + xa.shape[0]), np.arange(yoff, yoff + ya.shape[0])])
     bits = np.zeros((z.shape[0], nbytes), dtype=np.uint8)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed_used)
     mask = np.zeros(N, dtype=bool)
     gen_cols = 1024
     for c0 in range(0, n_cols, gen_cols):
@@ -1387,8 +1425,14 @@ def sliced_wasserstein(
     """
     comm = _Comm(group)
     options = ("sliced_wasserstein", n_projections if projections is None else None, p,
-               repr(seed) if projections is None and (seed is None or isinstance(seed, int)) else None,
-               return_per_projection)
+               _seed_option(seed) if projections is None else None, return_per_projection)
+    # seed=None: rank 0's fresh draw, for every rank's directions (one small exchange on every call,
+    # before anything can differ between the ranks).
+    try:
+        mine = _seed_draw(seed) if seed is None else None
+    except ValueError:  # pragma: no cover - None always draws
+        mine = None
+    shared_draw = comm.objects(mine)[0]
 
     def local():
         device = _ring_device(comm, common_device(x=x, y=y, projections=projections))
@@ -1399,7 +1443,7 @@ def sliced_wasserstein(
             raise ValueError(f"p must be >= 1, got {pp}")
         d = arrays[0].shape[1]
         if projections is None:
-            theta = random_projections(d, n_projections, seed)
+            theta = random_projections(d, n_projections, shared_draw if seed is None else _seed_draw(seed))
         else:
             th = projections.detach().cpu().numpy() if _is_torch_tensor(projections) else projections
             theta = np.asarray(th)

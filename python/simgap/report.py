@@ -53,6 +53,18 @@ def _records(df) -> list[dict] | None:
     return [{str(k): _plain(v) for k, v in row.items()} for row in df.to_dict(orient="records")]
 
 
+def published_mode(tmp: str, path: str) -> None:
+    """Give the temporary file the mode the final file should have: that of the
+    file it replaces, or 0666 less the umask for a new one (mkstemp makes 0600)."""
+    try:
+        mode = os.stat(path).st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    os.chmod(tmp, mode)
+
+
 def atomic_write_text(path: Any, text: str, name: str = "path") -> str:
     """Write text to ``path`` through a temporary file in the same folder and os.replace."""
     if not isinstance(path, (str, os.PathLike)):
@@ -67,6 +79,7 @@ def atomic_write_text(path: Any, text: str, name: str = "path") -> str:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        published_mode(tmp, path)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -117,7 +130,8 @@ class GapReport:
         One row per cluster: counts, shares, ratio, Fisher p-value, verdict,
         mean witness and realistic rate of its synthetic members.
     synthetic_scores : DataFrame
-        One row per synthetic sample: id, witness, realism (Kynkaanniemi et al.),
+        One row per synthetic sample: id, row (its row in the input; with
+        ``group``, the global row), witness, realism (Kynkaanniemi et al.),
         realistic (realism >= 1), p_real (out-of-fold classifier probability),
         cluster.
     real_coverage : DataFrame
@@ -260,6 +274,7 @@ class GapReport:
     # -- terminal -------------------------------------------------------------
 
     def _tables(self):
+        from rich.markup import escape
         from rich.table import Table
 
         t = Table(title=f"simgap: {self.n_synthetic} synthetic vs {self.n_real} real ({self.dim}-d)",
@@ -284,7 +299,7 @@ class GapReport:
             c.add_column(col, justify="right" if col != "verdict" else "left")
         for row in self.clusters.itertuples(index=False):
             c.add_row(str(row.cluster), f"{row.share_real:.1%}", f"{row.share_synthetic:.1%}",
-                      "∞" if not math.isfinite(row.ratio) else f"{row.ratio:.2f}", row.verdict)
+                      "∞" if not math.isfinite(row.ratio) else f"{row.ratio:.2f}", escape(str(row.verdict)))
         out.append(c)
         if self.parameter_importance is not None:
             p = Table(title="parameters (by importance)", title_justify="left")
@@ -292,7 +307,8 @@ class GapReport:
             p.add_column("importance", justify="right")
             p.add_column("direction")
             for row in self.parameter_importance.head(8).itertuples(index=False):
-                p.add_row(str(row.parameter), f"{row.importance:.3f}", row.direction or "-")
+                # user strings (parameter names, values) are text, not rich markup
+                p.add_row(escape(str(row.parameter)), f"{row.importance:.3f}", escape(row.direction or "-"))
             out.append(p)
         return out
 
@@ -306,12 +322,14 @@ class GapReport:
         return buf.getvalue()
 
     def _print(self, console) -> None:
+        from rich.markup import escape
+
         for t in self._tables():
             console.print(t)
         for a in self.approximations:
-            console.print(f"approximation: {a}")
+            console.print(f"approximation: {escape(a)}")
         for note in self.notes:
-            console.print(f"note: {note}")
+            console.print(f"note: {escape(note)}")
 
     def summary(self, file: Any = None) -> None:
         """Print a compact summary table to the terminal (or to ``file``)."""
