@@ -1428,11 +1428,7 @@ def sliced_wasserstein(
                _seed_option(seed) if projections is None else None, return_per_projection)
     # seed=None: rank 0's fresh draw, for every rank's directions (one small exchange on every call,
     # before anything can differ between the ranks).
-    try:
-        mine = _seed_draw(seed) if seed is None else None
-    except ValueError:  # pragma: no cover - None always draws
-        mine = None
-    shared_draw = comm.objects(mine)[0]
+    shared_draw = comm.objects(_seed_draw(None) if seed is None else None)[0]
 
     def local():
         device = _ring_device(comm, common_device(x=x, y=y, projections=projections))

@@ -103,9 +103,10 @@ def _max_sq_norm(a: Any) -> float:
         return 0.0
     step = max(1, (1 << 22) // max(1, d))
     if hasattr(a, "detach"):  # a torch tensor: reduced on its device, one host sync
+        import torch
+
         parts = [(c * c).sum(dim=1).max() for c in (a[s : s + step].double() for s in range(0, rows, step))]
-        return float(max(parts) if len(parts) == 1 else parts[0].new_tensor(0).copy_(
-            __import__("torch").stack(parts).max()))
+        return float(torch.stack(parts).max())
     best = 0.0
     for s in range(0, rows, step):
         c = np.asarray(a[s : s + step], dtype=np.float64)
