@@ -47,7 +47,7 @@ import time
 import torch
 
 import simgap
-from simgap import _cuda_ops
+from simgap._ops import cuda as _cuda_ops
 
 
 def sync():

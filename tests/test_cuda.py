@@ -123,7 +123,7 @@ def test_runs_on_the_current_stream(rng):
 @pytest.fixture
 def route(request):
     """Force the fused or the GEMM route for the test, whatever d is."""
-    from simgap import _cuda_ops
+    from simgap._ops import cuda as _cuda_ops
 
     old = _cuda_ops.FORCE_ROUTE
     _cuda_ops.FORCE_ROUTE = request.param
@@ -134,7 +134,7 @@ def route(request):
 @pytest.fixture
 def small_tiles():
     """GEMM tiles of 64 so that small inputs cross several tiles (and the diagonal)."""
-    from simgap import _cuda_ops
+    from simgap._ops import cuda as _cuda_ops
 
     old = _cuda_ops.GEMM_TILE
     _cuda_ops.GEMM_TILE = 64
@@ -233,7 +233,7 @@ TC_SIZES = [(1, 1, 1), (2, 7, 3), (97, 65, 64), (1025, 513, 100), (4097, 130, 7)
 def test_fused_tensor_core_route_matches_gemm_route(rng, precision, kernel, n, m, d):
     """The WMMA kernel (contract_tc.cu) against the GEMM route at the same precision:
     the same rounded operands and norms, fp32 accumulation in another order."""
-    from simgap import _cuda_ops
+    from simgap._ops import cuda as _cuda_ops
 
     x = rng.normal(size=(n, d)).astype(np.float32)
     y = (rng.normal(size=(m, d)) + 0.2).astype(np.float32)
@@ -259,7 +259,7 @@ def test_fused_tensor_core_route_matches_gemm_route(rng, precision, kernel, n, m
 @pytest.mark.parametrize("precision,tol", [("tf32", 1e-3), ("bf16", 1e-2)])
 def test_fused_tensor_core_route_error(rng, precision, tol):
     """The documented error of the reduced precisions, on the fused tensor-core route."""
-    from simgap import _cuda_ops
+    from simgap._ops import cuda as _cuda_ops
 
     x = rng.normal(size=(3000, 48)).astype(np.float32)
     y = (rng.normal(size=(2500, 48)) + 0.1).astype(np.float32)
@@ -353,7 +353,7 @@ def test_sliced_wasserstein_cuda_weighted(rng, dtype):
 
 
 def test_sliced_wasserstein_cuda_chunks_directions(rng, monkeypatch):
-    from simgap import _cuda_ops
+    from simgap._ops import cuda as _cuda_ops
 
     monkeypatch.setattr(_cuda_ops, "SLICED_CHUNK_BYTES", 1)  # one direction per chunk
     x, y = rng.normal(size=(300, 6)), rng.normal(size=(200, 6)) + 0.3

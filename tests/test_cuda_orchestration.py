@@ -21,7 +21,8 @@ import pytest
 
 import _reference as ref_impl
 import simgap
-from simgap import _C, _cuda_ops
+from simgap import _C
+from simgap._ops import cuda as _cuda_ops
 from simgap.kernels import resolve_kernel
 
 torch = pytest.importorskip("torch")

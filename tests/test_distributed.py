@@ -258,7 +258,7 @@ def _worker(rank, world, store, outdir, job):
         # test_cuda_orchestration on CPU tensors, gloo carrying the torch buffers.
         import torch
 
-        from simgap import _cuda_ops
+        from simgap._ops import cuda as _cuda_ops
         from test_cuda_orchestration import _make_fake
 
         fake = _make_fake()
@@ -521,7 +521,7 @@ def test_ring_device_rule(monkeypatch):
     import torch
 
     import simgap.distributed as sd
-    from simgap import _backend
+    from simgap._ops import backend as _backend
 
     nccl = types.SimpleNamespace(device=torch.device("cuda", 1))
     gloo = types.SimpleNamespace(device=torch.device("cpu"))

@@ -8,7 +8,7 @@ unless :func:`kernel_matrix` is asked for it.
 
 from importlib.metadata import PackageNotFoundError, version as _version
 
-from ._backend import backends, build_info
+from ._ops.backend import backends, build_info
 from .kernels import KERNELS, kernel_contract, kernel_matrix, median_bandwidth
 from .metrics import frechet_distance, nearest_neighbors, prdc, realism_score
 from .mmd import MMDTestResult, mmd2, mmd2_batch, mmd_test

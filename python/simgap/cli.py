@@ -327,7 +327,7 @@ def _first_line(exc: BaseException) -> str:
 
 def _cmd_info(args: argparse.Namespace) -> int:
     import simgap
-    from ._backend import build_info
+    from ._ops.backend import build_info
 
     info = {"version": simgap.__version__, "backends": simgap.backends(), **build_info()}
     try:

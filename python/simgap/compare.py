@@ -20,12 +20,15 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ._backend import _is_torch_tensor, device_of, device_pair
-from ._backend import concat_rows as _concat
-from ._backend import like as _like
-from ._backend import take_rows as _take
-from ._backend import to_host as _host
-from ._validation import as_matrix, as_positive_int, cast, check_same_features, common_dtype
+from ._util.arrays import is_tensor as _is_torch_tensor
+from ._ops.backend import device_of
+from ._ops.cuda import device_pair
+from ._util.arrays import concat_rows as _concat
+from ._util.arrays import like as _like
+from ._util.arrays import take_rows as _take
+from ._util.arrays import to_host as _host
+from ._ops.inputs import as_matrix, cast, check_same_features, common_dtype
+from ._util.checks import as_positive_int
 from .kernels import kernel_contract, median_bandwidth
 from .metrics import frechet_distance, nearest_neighbors, prdc, realism_score
 from .mmd import mmd2, mmd_test
@@ -1128,7 +1131,7 @@ def _shard_device(comm: Any, real: Any, synthetic: Any) -> Any:
     if not (_is_torch_tensor(real) and _is_torch_tensor(synthetic)):
         return None
     from . import distributed as sd
-    from ._backend import common_device
+    from ._util.arrays import common_device
 
     return sd._ring_device(comm, common_device(real=real, synthetic=synthetic))
 

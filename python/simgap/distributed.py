@@ -80,8 +80,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import _C
-from ._backend import _is_torch_tensor, common_device  # common_device: mixed devices, no CUDA build needed
-from ._validation import as_matrix, as_positive_int, as_real, check_finite
+from ._util.arrays import is_tensor as _is_torch_tensor
+from ._ops.backend import common_device  # common_device: mixed devices, no CUDA build needed
+from ._ops.inputs import as_matrix, check_finite
+from ._util.checks import as_positive_int, as_real
 from .kernels import (
     _BANDWIDTH_KERNELS,
     KernelSpec,
@@ -444,7 +446,7 @@ def _seed_draw(seed: Any, name: str = "seed") -> int:
 
 # --------------------------------------------------------------------------------- validation
 def _as_shard(x: Any, name: str) -> np.ndarray:
-    """As :func:`simgap._validation.as_matrix`, but a shard may have 0 rows (shape (0, d)).
+    """As :func:`simgap._ops.inputs.as_matrix`, but a shard may have 0 rows (shape (0, d)).
 
     A CUDA tensor is copied to the host once (the host ring's kernels run on CPU memory).
     """
@@ -470,7 +472,7 @@ def _ring_device(comm: _Comm, device: str) -> Any:
     one, with a simgap build that has the CUDA module.  Otherwise CUDA shards
     are copied to the host once per call.  Each rank decides for itself: the
     messages are the same bytes either way."""
-    from . import _backend
+    from ._ops import backend as _backend
 
     if not device.startswith("cuda") or comm.device.type != "cuda" or _backend._cuda is None:
         return None
@@ -481,7 +483,7 @@ def _as_device_shard(x: Any, name: str) -> Any:
     """A CUDA tensor shard checked on its device as :func:`_as_shard` checks host
     shards (0 rows allowed): floating point (half precision and integers are
     widened, as on the host), 2-D, finite, contiguous."""
-    from . import _cuda_ops
+    from ._ops import cuda as _cuda_ops
 
     return _cuda_ops.as_cuda_matrix(x, name, allow_empty=True)
 
@@ -761,7 +763,7 @@ def _mmd_ring(comm, arrays, ws, metas, spec, unbiased, centers_self, centers_cro
     if on_device:  # the device-resident ring: shards, messages and kernel sums on the GPU
         import torch
 
-        from . import _cuda_ops
+        from ._ops import cuda as _cuda_ops
         from .mmd import _single
 
         specs = [_single(spec, s) for s in spec.bandwidths] if per_scale else spec
@@ -1105,7 +1107,7 @@ def mmd_test(
     if on_device:
         import torch
 
-        from . import _cuda_ops
+        from ._ops import cuda as _cuda_ops
 
         xa, ya = (a.to(getattr(torch, dtype.name)) for a in arrays)
     else:
@@ -1339,7 +1341,7 @@ def _project_rounds_device(comm, xa, ya, theta, center, nxs, nys, a, b, pp, dtyp
     on the device (_cuda_ops.wasserstein_rows)."""
     import torch
 
-    from . import _cuda_ops
+    from ._ops import cuda as _cuda_ops
 
     rank = comm.rank
     dev = xa.device

@@ -17,8 +17,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ._backend import _is_torch_tensor
-from ._validation import as_positive_int
+from ._util.arrays import is_tensor as _is_torch_tensor
+from ._util.checks import as_positive_int
 from .store import (  # the store's public names are re-exported from here for simgap/__init__
     EmbeddingStore,
     StoreError,

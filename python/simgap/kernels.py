@@ -20,7 +20,7 @@ of Binkowski et al. (2018).  The polynomial kernel's values are unbounded:
 float32 inputs are computed in float64 when a bound on them,
 (gamma max ||x||^2 + |coef0|)^degree, passes 1e35, and a bound past 1e300
 raises ValueError.  float32 inputs whose largest magnitude lies outside
-1e-15 .. 1e15 are computed in float64 as well (``_validation.as_matrix``).
+1e-15 .. 1e15 are computed in float64 as well (``simgap._ops.inputs.as_matrix``).
 """
 
 from __future__ import annotations
@@ -33,18 +33,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import _C
-from ._backend import check_precision, device_of
-from ._validation import (
-    as_matrix,
-    as_positive_int,
-    as_real,
-    cast,
-    check_same_features,
-    check_seed,
-    common_dtype,
-    pooled_mean,
-    same_memory,
-)
+from ._ops.backend import check_precision, device_of
+from ._ops.inputs import as_matrix, cast, check_same_features, common_dtype, pooled_mean, same_memory
+from ._util.checks import as_positive_int, as_real, check_seed, subsample_rows
 
 __all__ = ["KERNELS", "kernel_matrix", "kernel_contract", "median_bandwidth"]
 
@@ -235,19 +226,6 @@ def resolve_kernel(
     return KernelSpec(name, bandwidths, g, c0, deg)
 
 
-def subsample_rows(counts: Sequence[int], max_points: int, seed: Any) -> list[np.ndarray]:
-    """The rows of each array in the seeded subsample of the pooled rows used by
-    the median heuristic: ``default_rng(seed).choice(total, max_points,
-    replace=False)`` when there are more than ``max_points`` rows, else all."""
-    total = sum(counts)
-    if total > max_points:
-        idx = np.sort(np.random.default_rng(seed).choice(total, size=max_points, replace=False))
-    else:
-        idx = np.arange(total)
-    offsets = np.cumsum([0] + list(counts))
-    return [idx[(idx >= offsets[k]) & (idx < offsets[k + 1])] - offsets[k] for k in range(len(counts))]
-
-
 def _median_of(arrays: Sequence[np.ndarray], max_points: int, seed: Any) -> float:
     counts = [a.shape[0] for a in arrays]
     if sum(counts) < 2:  # no pair of distinct points: no positive distance
@@ -301,7 +279,7 @@ def median_bandwidth(x: Any, y: Any = None, *, max_points: int = 2000, seed: Any
     max_points = as_positive_int(max_points, "max_points", minimum=2)
     check_seed(seed)
     if device_of(x=x, y=y) != "cpu":
-        from . import _cuda_ops
+        from ._ops import cuda as _cuda_ops
 
         xa, ya, same = _cuda_ops.cuda_pair(x, y)
         return _cuda_ops.median_bandwidth([xa] if same else [xa, ya], max_points, seed)
@@ -374,7 +352,7 @@ def kernel_matrix(
     """
     precision = check_precision(precision, device_of(x=x, y=y))
     if device_of(x=x, y=y) != "cpu":
-        from . import _cuda_ops
+        from ._ops import cuda as _cuda_ops
 
         xa, ya, same = _cuda_ops.cuda_pair(x, y)
         spec = resolve_kernel(kernel, bandwidth, gamma, coef0, degree, [xa] if same else [xa, ya],
@@ -479,7 +457,7 @@ def kernel_contract(
 
 
 def _kernel_contract_cuda(x, y, weights, kernel, bandwidth, gamma, coef0, degree, precision):
-    from . import _cuda_ops
+    from ._ops import cuda as _cuda_ops
 
     xa, ya, same = _cuda_ops.cuda_pair(x, y)
     w = weights.detach()

@@ -14,8 +14,10 @@ from typing import Any
 import numpy as np
 
 from . import _C
-from ._backend import device_of, device_pair
-from ._validation import as_matrix, as_positive_int, cast, check_same_features, common_dtype, pooled_mean
+from ._ops.backend import device_of
+from ._ops.cuda import device_pair
+from ._ops.inputs import as_matrix, cast, check_same_features, common_dtype, pooled_mean
+from ._util.checks import as_positive_int
 
 __all__ = ["frechet_distance", "nearest_neighbors", "prdc", "realism_score"]
 
@@ -50,7 +52,7 @@ def _torch_float64():
 def _knn(x, y, k: int, center):
     same = y is None
     if not _on_cpu(x):
-        from . import _cuda_ops
+        from ._ops import cuda as _cuda_ops
 
         return _cuda_ops.knn(x, y, k, center, same)
     ref = x if same else y
@@ -62,7 +64,7 @@ def _knn(x, y, k: int, center):
 
 def _radius_stats(queries, refs, radii, center):
     if not _on_cpu(queries):
-        from . import _cuda_ops
+        from ._ops import cuda as _cuda_ops
 
         return _cuda_ops.radius_stats(queries, refs, radii, center)
     radii = np.ascontiguousarray(radii, dtype=np.float64)
@@ -220,7 +222,7 @@ def realism_score(real: Any, fake: Any, *, k: int = 3) -> np.ndarray:
     if _on_cpu(radii):
         kept = np.where(radii <= np.median(radii), radii, -1.0)
         return np.sqrt(_radius_stats(fa, ra, kept, center)[1])
-    from . import _cuda_ops
+    from ._ops import cuda as _cuda_ops
 
     kept = radii.where(radii <= _cuda_ops.median(radii), -1.0)  # numpy's median, on the device
     return _radius_stats(fa, ra, kept, center)[1].sqrt()
@@ -275,7 +277,7 @@ def frechet_distance(x: Any, y: Any) -> float:
         if arr.shape[0] < 2:
             raise ValueError(f"{name} has {arr.shape[0]} row; the Frechet distance needs at least 2")
     if not _on_cpu(xa):
-        from . import _cuda_ops
+        from ._ops import cuda as _cuda_ops
 
         # Moments on the device (O(d^2) memory); the d x d eigenproblems below on the host.
         (mx, cx), (my, cy) = (tuple(t.cpu().numpy() for t in _cuda_ops.mean_cov(a)) for a in (xa, ya))

@@ -10,18 +10,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import _C
-from ._backend import check_precision, device_of
-from ._validation import (
-    as_matrix,
-    as_positive_int,
-    as_weights,
-    cast,
-    check_flag,
-    check_same_features,
-    check_seed,
-    common_dtype,
-    same_memory,
-)
+from ._ops.backend import check_precision, device_of
+from ._ops.inputs import as_matrix, as_weights, cast, check_same_features, common_dtype, same_memory
+from ._util.checks import as_positive_int, check_flag, check_seed
 from .kernels import KernelSpec, fit_kernel_values, resolve_kernel
 
 __all__ = ["MMDTestResult", "mmd2", "mmd2_batch", "mmd_test"]
@@ -391,7 +382,7 @@ def mmd2(
     precision = check_precision(precision, device)
     gpu = None
     if device != "cpu":
-        from . import _cuda_ops as gpu
+        from ._ops import cuda as gpu
 
         xa, ya, same = gpu.cuda_pair(x, y)
         a = gpu._weights(x_weights, xa.shape[0], "x_weights", xa.device)
@@ -533,7 +524,7 @@ def mmd2_batch(
     device = device_of(**devs)
     precision = check_precision(precision, device)
     if device != "cpu":
-        from . import _cuda_ops
+        from ._ops import cuda as _cuda_ops
 
         if estimator is not None:
             _check_estimator(estimator, False, ("unbiased", "exact", "biased"))
@@ -700,7 +691,7 @@ def mmd_test(
     else:
         import torch
 
-        from . import _cuda_ops
+        from ._ops import cuda as _cuda_ops
 
         xa, ya, _ = _cuda_ops.cuda_pair(x, y)
         z = torch.cat([xa, ya], dim=0)

@@ -16,8 +16,10 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ._backend import device_of, to_host
-from ._validation import as_matrix, as_positive_int, check_same_features
+from ._ops.backend import device_of
+from ._util.arrays import to_host
+from ._ops.inputs import as_matrix, check_same_features
+from ._util.checks import as_positive_int
 from .kernels import KERNELS, median_bandwidth
 from .mmd import mmd2_batch
 from .space import Categorical, Float, Int, as_space, space_frame, space_to_dict
@@ -324,7 +326,7 @@ class SimOptimizer:
                 raise
             name = f"embed({name})"
         if device_of(**{name: samples}) != "cpu":  # (a CUDA tensor needs the CUDA build)
-            from ._cuda_ops import as_cuda_matrix
+            from ._ops.cuda import as_cuda_matrix
 
             return as_cuda_matrix(samples, name)  # scored on its GPU
         return as_matrix(samples, name)

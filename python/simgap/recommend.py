@@ -19,8 +19,11 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ._backend import device_of, device_pair, like, take_rows, to_host
-from ._validation import as_matrix, as_positive_int, cast, check_same_features, common_dtype
+from ._ops.backend import device_of
+from ._ops.cuda import device_pair
+from ._util.arrays import like, take_rows, to_host
+from ._ops.inputs import as_matrix, cast, check_same_features, common_dtype
+from ._util.checks import as_positive_int
 from .kernels import _bandwidth_values, kernel_contract, median_bandwidth
 from .metrics import nearest_neighbors
 from .space import (

@@ -39,7 +39,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ._validation import as_positive_int
+from ._util.checks import as_positive_int
 from .space import Categorical, Float, as_space, as_table, check_table, sample_space
 
 __all__ = ["GaussianMixtureSimulator", "ShapesSimulator"]

@@ -8,20 +8,10 @@ from typing import Any
 import numpy as np
 
 from . import _C
-from ._backend import _is_torch_tensor, device_of
-from ._validation import (
-    as_positive_int,
-    as_real,
-    as_weights,
-    as_matrix,
-    cast,
-    check_finite,
-    check_flag,
-    check_same_features,
-    check_seed,
-    common_dtype,
-    pooled_mean,
-)
+from ._util.arrays import is_tensor as _is_torch_tensor
+from ._ops.backend import device_of
+from ._util.checks import as_positive_int, as_real, check_flag, check_seed
+from ._ops.inputs import as_weights, as_matrix, cast, check_finite, check_same_features, common_dtype, pooled_mean
 
 __all__ = ["sliced_wasserstein", "random_projections"]
 
@@ -113,7 +103,7 @@ def sliced_wasserstein(
         check_seed(seed)
     device = device_of(x=x, y=y, projections=projections, x_weights=x_weights, y_weights=y_weights)
     if device != "cpu":
-        from . import _cuda_ops
+        from ._ops import cuda as _cuda_ops
 
         xa, ya, _ = _cuda_ops.cuda_pair(x, y)
     else:

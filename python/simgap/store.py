@@ -30,7 +30,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ._backend import _is_torch_tensor
+from ._util.arrays import is_tensor as _is_torch_tensor
 
 __all__ = ["EmbeddingStore", "StoreError", "as_embeddings", "load_embeddings", "save_embeddings"]
 
@@ -928,7 +928,7 @@ def save_embeddings(
     >>> simgap.save_embeddings(folder, np.eye(3)).shape
     (3, 3)
     """
-    from ._validation import as_positive_int
+    from ._util.checks import as_positive_int
 
     arr = as_embeddings(embeddings, name="embeddings")
     if _is_torch_tensor(arr):

@@ -30,8 +30,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ._backend import _cuda
-from ._validation import float32_in_range
+from .backend import _cuda
+from .._util.checks import subsample_rows
+from .inputs import float32_in_range
 
 __all__ = ["as_cuda_matrix", "kernel_contract", "kernel_matrix", "knn", "mean_cov", "median_bandwidth",
            "mmd2_batch", "mmd2_block", "mmd2_exact", "mmd2_linear", "radius_stats", "rff_pass",
@@ -430,7 +431,6 @@ def gemm_matrix(x, y, spec, center, same: bool, precision: str):
 def median_bandwidth(arrays: Sequence[Any], max_points: int, seed: Any) -> float:
     """The CPU rule (same seeded subsample of the pooled rows), computed on the device."""
     torch = _torch()
-    from .kernels import subsample_rows
 
     counts = [a.shape[0] for a in arrays]
     if sum(counts) < 2:
@@ -525,7 +525,7 @@ def _exact_with_stderr(x, y, a, b, spec, unbiased: bool, precision: str) -> tupl
     nb = _unbiased_norm(b, "y_weights") if unbiased else 1.0
     f, g = rxx / na - rxy, ryy / nb - ryx
     value = float(a @ rxx) / na + float(b @ ryy) / nb - 2.0 * float(a @ rxy)
-    from .mmd import _weighted_var_of_mean
+    from ..mmd import _weighted_var_of_mean
 
     var = 4.0 * (_weighted_var_of_mean(f, a) + _weighted_var_of_mean(g, b))
     return value, float(np.sqrt(max(var, 0.0)))
@@ -543,7 +543,7 @@ def mmd2_exact(xa, ya, a, b, spec, unbiased: bool, same: bool, precision: str = 
     first-order standard error (four row-sum contractions).
     """
     ua, ub = _uniform(a, xa.shape[0], xa.device), _uniform(b, ya.shape[0], xa.device)
-    from .mmd import _single
+    from ..mmd import _single
 
     if return_stderr:
         specs = [_single(spec, s) for s in spec.bandwidths] if per_bandwidth else [spec]
@@ -688,7 +688,7 @@ def mmd2_batch(x, ys, x_weights, ys_weights, spec_fn, estimator: str | None,
     unbiased = (estimator or ("biased" if weighted else "unbiased")) in ("unbiased", "exact")
     _check_rows([(xa, "x")] + [(t, f"ys[{k}]") for k, t in enumerate(ya_list)], unbiased)
     spec = spec_fn([xa, *ya_list])
-    from .kernels import fit_kernel_values
+    from ..kernels import fit_kernel_values
 
     xa, *ya_list = fit_kernel_values(spec, [xa, *ya_list])
     ua = _uniform(a, xa.shape[0], xa.device)
@@ -897,3 +897,15 @@ def mean_cov(x):
         c = x[s:s + step].double() - mu
         cov.addmm_(c.t(), c)
     return mu, cov / (n - 1)
+
+
+def device_pair(x: Any, y: Any, xname: str, yname: str, allow_empty: bool = False):
+    """Two CUDA tensors as checked matrices of one dtype (float32 with float64: float64)."""
+    xd = as_cuda_matrix(x, xname, allow_empty=allow_empty)
+    yd = as_cuda_matrix(y, yname, allow_empty=allow_empty)
+    if xd.shape[1] != yd.shape[1]:
+        raise ValueError(f"{xname} has {xd.shape[1]} columns but {yname} has {yd.shape[1]}; "
+                         "both must have the same number of features")
+    if xd.dtype != yd.dtype:
+        xd, yd = xd.double(), yd.double()
+    return xd, yd

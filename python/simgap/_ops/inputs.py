@@ -4,13 +4,13 @@ here and names the offending argument; the compiled kernels trust what they get.
 
 from __future__ import annotations
 
-import numbers
 import os
 from typing import Any, Sequence
 
 import numpy as np
 
-from ._backend import _is_torch_tensor
+from .._util.arrays import is_tensor
+
 
 # Rows checked for NaN/Inf per step, so the check never allocates more than a
 # few MB whatever the input size.
@@ -46,10 +46,10 @@ def as_matrix(x: Any, name: str) -> np.ndarray:
         raise TypeError(f"{name} must be an array of shape (n_samples, n_features), got None")
     if isinstance(x, (str, os.PathLike)) or type(x).__name__ == "EmbeddingStore":
         # An embedding store (or its folder): its rows, memory-mapped.
-        from .store import as_embeddings
+        from ..store import as_embeddings
 
         x = as_embeddings(x, name=name)
-    if _is_torch_tensor(x):
+    if is_tensor(x):
         if x.device.type != "cpu":
             raise ValueError(f"{name} is on {x.device}; this function needs CPU data")
         if x.is_complex():
@@ -142,7 +142,7 @@ def as_weights(w: Any, n: int, name: str) -> np.ndarray | None:
     """Non-negative sample weights of length n, normalised to sum 1 (float64)."""
     if w is None:
         return None
-    if _is_torch_tensor(w):
+    if is_tensor(w):
         w = w.detach().cpu().numpy()
     arr = np.asarray(w)
     if arr.dtype.kind == "c" or arr.dtype.kind not in "biuf":
@@ -164,42 +164,6 @@ def as_weights(w: Any, n: int, name: str) -> np.ndarray | None:
     if not total > 0:
         raise ValueError(f"{name} are all zero; at least one weight must be positive")
     return np.ascontiguousarray(arr / total)
-
-
-def check_seed(seed: Any, name: str = "seed") -> Any:
-    """A seed for ``numpy.random.default_rng``: None, an integer >= 0, a
-    SeedSequence or a Generator (or a RandomState where noted)."""
-    if seed is None or isinstance(seed, (np.random.SeedSequence, np.random.Generator, np.random.RandomState)):
-        return seed
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"{name} must be a non-negative integer or None, got {type(seed).__name__}")
-    if seed < 0:
-        raise ValueError(f"{name} must be a non-negative integer or None, got {seed}")
-    return int(seed)
-
-
-def check_flag(value: Any, name: str) -> bool:
-    """A bool option (a string such as "no" would otherwise count as True)."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
-
-
-def as_positive_int(value: Any, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def as_real(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return value
 
 
 def same_memory(x: np.ndarray, y: np.ndarray) -> bool:
