@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "kernel_table.h"
 #include "simgap/kernel_args.h"
 #include "simgap/ops.h"
 
@@ -19,7 +20,6 @@ namespace py = pybind11;
 namespace {
 
 using simgap::KernelParams;
-using simgap::KernelType;
 using simgap::MatrixView;
 
 // Equality, not identity: an unpickled array (multiprocessing, torch.distributed
@@ -258,33 +258,112 @@ void radius_stats(py::array x, py::array y, py::array radii, py::array radii2, p
 
 }  // namespace
 
+// The docstrings' shared lines.
+#define SIMGAP_DOC_XY \
+  "  x, y: 2-D arrays (n x d, m x d) of the same dtype, float32 or float64, any strides.\n"
+#define SIMGAP_DOC_KERNEL \
+  "  kernel, scales, gamma, coef0, degree: the kernel (a kernel_types code; its per-bandwidth\n" \
+  "    scales, simgap::KernelParams in simgap/common.h; polynomial options).\n"
+#define SIMGAP_DOC_CENTER \
+  "  center: float64 (d), subtracted from every row before the Gram products (distance\n" \
+  "    kernels only), or None.\n"
+
 PYBIND11_MODULE(_C, m) {
   m.doc() = "simgap CPU kernels (private: use the functions in the simgap package)";
-  m.def("kernel_contract", &kernel_contract, py::arg("x"), py::arg("y"), py::arg("weights"),
-        py::arg("out"), py::arg("kernel"), py::arg("scales"), py::arg("gamma"), py::arg("coef0"),
-        py::arg("degree"), py::arg("center"), py::arg("same"),
-        py::arg("exclude_diagonal") = false);
-  m.def("kernel_sum", &kernel_sum, py::arg("x"), py::arg("y"), py::arg("a"), py::arg("b"),
-        py::arg("kernel"), py::arg("scales"), py::arg("gamma"), py::arg("coef0"),
-        py::arg("degree"), py::arg("center"), py::arg("same"), py::arg("exclude_diagonal"),
-        py::arg("symmetric"), py::arg("per_scale") = py::none());
-  m.def("kernel_rowwise", &kernel_rowwise, py::arg("x"), py::arg("y"), py::arg("out"),
-        py::arg("kernel"), py::arg("scales"), py::arg("gamma"), py::arg("coef0"),
-        py::arg("degree"));
-  m.def("mmd_blocks", &mmd_blocks, py::arg("x"), py::arg("y"), py::arg("x_index"),
-        py::arg("y_index"), py::arg("block"), py::arg("out"), py::arg("kernel"),
+  m.def("kernel_contract", &kernel_contract,
+        "out (n x q, float64) += K(x, y) @ weights (cpp/src/kernel_contract_cpu.cpp;\n"
+        "simgap::ContractParams).\n\n"
+        SIMGAP_DOC_XY
+        "  weights: m x q, C-contiguous, the dtype of x.\n"
+        "  out: float64 (n x q), C-contiguous, accumulated.\n"
+        SIMGAP_DOC_KERNEL
+        SIMGAP_DOC_CENTER
+        "  same: x and y are the same points (the diagonal is k(0) exactly).\n"
+        "  exclude_diagonal: the diagonal counts as 0 (needs same).",
+        py::arg("x"), py::arg("y"), py::arg("weights"), py::arg("out"), py::arg("kernel"),
         py::arg("scales"), py::arg("gamma"), py::arg("coef0"), py::arg("degree"),
-        py::arg("center"));
-  m.def("kernel_matrix", &kernel_matrix, py::arg("x"), py::arg("y"), py::arg("out"),
-        py::arg("kernel"), py::arg("scales"), py::arg("gamma"), py::arg("coef0"),
-        py::arg("degree"), py::arg("center"), py::arg("same"));
-  m.def("sliced_wasserstein", &sliced_wasserstein, py::arg("x"), py::arg("y"),
-        py::arg("projections"), py::arg("a"), py::arg("b"), py::arg("p"), py::arg("center"),
-        py::arg("out"));
-  m.def("knn", &knn, py::arg("x"), py::arg("y"), py::arg("k"), py::arg("center"), py::arg("same"),
+        py::arg("center"), py::arg("same"), py::arg("exclude_diagonal") = false);
+  m.def("kernel_sum", &kernel_sum,
+        "sum_ij a_i K(x_i, y_j) b_j in float64 (cpp/src/kernel_sum_cpu.cpp; simgap::SumParams).\n\n"
+        SIMGAP_DOC_XY
+        "  a, b: float64 weights (n and m), or None for ones.\n"
+        SIMGAP_DOC_KERNEL
+        SIMGAP_DOC_CENTER
+        "  same: x and y are the same points.\n"
+        "  exclude_diagonal: skip i == j (needs same).\n"
+        "  symmetric: x is y and a is b: only the tiles on and above the diagonal are evaluated.\n"
+        "  per_scale: float64 (one per scale) that receives the sum for each gaussian bandwidth\n"
+        "    alone, or None.",
+        py::arg("x"), py::arg("y"), py::arg("a"), py::arg("b"), py::arg("kernel"),
+        py::arg("scales"), py::arg("gamma"), py::arg("coef0"), py::arg("degree"),
+        py::arg("center"), py::arg("same"), py::arg("exclude_diagonal"), py::arg("symmetric"),
+        py::arg("per_scale") = py::none());
+  m.def("kernel_rowwise", &kernel_rowwise,
+        "out[i] = k(x_i, y_i) for paired rows, distances taken directly in float64\n"
+        "(cpp/src/kernel_rowwise_cpu.cpp; simgap::RowwiseParams).\n\n"
+        "  x, y: 2-D arrays of the same shape and dtype (float32 or float64).\n"
+        "  out: float64 (n), C-contiguous.\n"
+        SIMGAP_DOC_KERNEL,
+        py::arg("x"), py::arg("y"), py::arg("out"), py::arg("kernel"), py::arg("scales"),
+        py::arg("gamma"), py::arg("coef0"), py::arg("degree"));
+  m.def("mmd_blocks", &mmd_blocks,
+        "out[b] = the unbiased MMD^2 of block b of B rows of x against the same block of y\n"
+        "(cpp/src/mmd_blocks_cpu.cpp; simgap::BlockParams).\n\n"
+        SIMGAP_DOC_XY
+        "  x_index, y_index: int64 row orders (a permutation or subset), or None.\n"
+        "  block: B >= 2; there are min(rows of x, rows of y) // B blocks.\n"
+        "  out: float64, one value per block.\n"
+        SIMGAP_DOC_KERNEL
+        SIMGAP_DOC_CENTER,
+        py::arg("x"), py::arg("y"), py::arg("x_index"), py::arg("y_index"), py::arg("block"),
+        py::arg("out"), py::arg("kernel"), py::arg("scales"), py::arg("gamma"),
+        py::arg("coef0"), py::arg("degree"), py::arg("center"));
+  m.def("kernel_matrix", &kernel_matrix,
+        "out (n x m, the dtype of x) = K(x, y) (cpp/src/kernel_matrix_cpu.cpp;\n"
+        "simgap::MatrixParams).\n\n"
+        SIMGAP_DOC_XY
+        "  out: n x m, C-contiguous, the dtype of x.\n"
+        SIMGAP_DOC_KERNEL
+        SIMGAP_DOC_CENTER
+        "  same: x and y are the same points (the diagonal is k(0) exactly).",
+        py::arg("x"), py::arg("y"), py::arg("out"), py::arg("kernel"), py::arg("scales"),
+        py::arg("gamma"), py::arg("coef0"), py::arg("degree"), py::arg("center"),
+        py::arg("same"));
+  m.def("sliced_wasserstein", &sliced_wasserstein,
+        "out[l] = W_p^p between the projections of x and y on direction l\n"
+        "(cpp/src/sliced_wasserstein_cpu.cpp; simgap::SlicedParams).\n\n"
+        SIMGAP_DOC_XY
+        "  projections: float64 (d x L), C-contiguous, column l the direction theta_l.\n"
+        "  a, b: float64 weights of x and y (each summing to 1), or None for uniform.\n"
+        "  p: the exponent, >= 1.\n"
+        "  center: float64 (d), subtracted before projecting, or None.\n"
+        "  out: float64 (L), C-contiguous.",
+        py::arg("x"), py::arg("y"), py::arg("projections"), py::arg("a"), py::arg("b"),
+        py::arg("p"), py::arg("center"), py::arg("out"));
+  m.def("knn", &knn,
+        "The k nearest rows of y for every row of x, by exact float64 distance, ties to the\n"
+        "lower index (cpp/src/knn_cpu.cpp; simgap::KnnParams).\n\n"
+        SIMGAP_DOC_XY
+        "  k: neighbours per row, >= 1.\n"
+        "  center: float64 (d) subtracted before the Gram products, or None.\n"
+        "  same: x and y are the same points.\n"
+        "  exclude_self: row i is not its own neighbour (needs same).\n"
+        "  dist: float64 (n x k), ascending; +inf where there are fewer than k candidates.\n"
+        "  index: int64 (n x k); -1 where there are fewer than k candidates.",
+        py::arg("x"), py::arg("y"), py::arg("k"), py::arg("center"), py::arg("same"),
         py::arg("exclude_self"), py::arg("dist"), py::arg("index"));
-  m.def("radius_stats", &radius_stats, py::arg("x"), py::arg("y"), py::arg("radii"), py::arg("radii2"),
-        py::arg("center"), py::arg("count"), py::arg("max_ratio"));
+  m.def("radius_stats", &radius_stats,
+        "count[q] = #{j : ||x_q - y_j|| < radii[j]} and max_ratio[q] = max_j radii2[j] /\n"
+        "||x_q - y_j||^2 (+inf at distance 0) (cpp/src/radius_stats_cpu.cpp;\n"
+        "simgap::RadiusParams).\n\n"
+        "  x, y: the queries (n x d) and the references (m x d), as above.\n"
+        "  radii, radii2: float64 (m): the radii, and their squares or -1 for a reference to\n"
+        "    ignore.\n"
+        "  center: float64 (d) subtracted before the Gram products, or None.\n"
+        "  count: int64 (n).\n"
+        "  max_ratio: float64 (n).",
+        py::arg("x"), py::arg("y"), py::arg("radii"), py::arg("radii2"), py::arg("center"),
+        py::arg("count"), py::arg("max_ratio"));
   m.def("isa", &simgap::cpu::isa_name, "Instruction set the CPU tile loops dispatched to.");
   m.def("max_threads", &simgap::cpu::max_threads, "Threads an operation will use.");
 #if defined(_OPENMP)
@@ -292,7 +371,5 @@ PYBIND11_MODULE(_C, m) {
 #else
   m.attr("openmp") = false;
 #endif
-  m.attr("kernel_types") = py::dict(py::arg("gaussian") = 0, py::arg("laplacian") = 1,
-                                    py::arg("imq") = 2, py::arg("polynomial") = 3,
-                                    py::arg("linear") = 4, py::arg("energy") = 5);
+  simgap::export_kernel_table(m);
 }

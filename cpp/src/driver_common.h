@@ -81,24 +81,20 @@ void fix_diagonal(const KernelParams& kp, int64_t i0, int64_t ni, int64_t j0, in
   const int64_t lo = std::max(i0, j0), hi = std::min(i0 + ni, j0 + nj);
   if (lo >= hi) return;
   T k0 = T(0);
-  if (!exclude && uses_distance(kp.type)) {
-    switch (kp.type) {
-      case KernelType::Gaussian: k0 = kernel_at_zero<KernelType::Gaussian, T>(kp); break;
-      case KernelType::Laplacian: k0 = kernel_at_zero<KernelType::Laplacian, T>(kp); break;
-      case KernelType::IMQ: k0 = kernel_at_zero<KernelType::IMQ, T>(kp); break;
-      default: k0 = kernel_at_zero<KernelType::Energy, T>(kp); break;
-    }
-  }
+  if (!exclude && uses_distance(kp.type))
+    k0 = visit_kernel(
+        kp.type, [&](auto kt) { return kernel_at_zero<decltype(kt)::value, T>(kp); },
+        [] { return T(0); });
   for (int64_t g = lo; g < hi; ++g) {
     T& v = K[(g - i0) * ldk + (g - j0)];
     if (exclude || uses_distance(kp.type)) v = k0;
   }
 }
 
-// For the kernels that take a square root (laplacian, energy), a squared
-// distance from the Gram expansion carries an absolute error of about
-// eps * (||x||^2 + ||y||^2), which the root turns into a large relative error
-// for near-duplicate points.  Pairs whose d2 is below tau * (||x||^2 + ||y||^2)
+// For the kernels that take ||x - y|| itself (uses_root_distance: laplacian,
+// energy), a squared distance from the Gram expansion carries an absolute
+// error of about eps * (||x||^2 + ||y||^2), which the root turns into a large
+// relative error for near-duplicate points.  Pairs whose d2 is below tau * (||x||^2 + ||y||^2)
 // are recomputed directly from the input rows in float64 (as scikit-learn's
 // euclidean_distances does for float32).  Rare outside near-duplicates.
 template <typename T>
@@ -120,8 +116,7 @@ template <typename T>
 void compute_tile(const TileOps<T>& ops, const PairParams<T>& p, int64_t i0, int64_t ni,
                   int64_t j0, int64_t nj, const T* xb, const T* xn, const T* yb, const T* yn,
                   T* K, int64_t ldk, bool raw = false) {
-  const bool root = p.kernel.type == KernelType::Laplacian || p.kernel.type == KernelType::Energy;
-  if (!root) {
+  if (!uses_root_distance(p.kernel.type)) {
     ops.kernel_tile(p.kernel, xb, xn, ni, yb, yn, nj, p.x.cols, K, ldk, raw);
     return;
   }

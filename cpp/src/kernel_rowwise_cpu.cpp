@@ -22,16 +22,9 @@ void kernel_rowwise(const RowwiseParams<T>& p) {
       d2 += (u - v) * (u - v);
       g += u * v;
     }
-    double v = 0.0;
-    switch (kp.type) {
-      case KernelType::Gaussian: v = kernel_value<KernelType::Gaussian, double>(d2, g, kp); break;
-      case KernelType::Laplacian: v = kernel_value<KernelType::Laplacian, double>(d2, g, kp); break;
-      case KernelType::IMQ: v = kernel_value<KernelType::IMQ, double>(d2, g, kp); break;
-      case KernelType::Polynomial: v = kernel_value<KernelType::Polynomial, double>(d2, g, kp); break;
-      case KernelType::Linear: v = kernel_value<KernelType::Linear, double>(d2, g, kp); break;
-      case KernelType::Energy: v = kernel_value<KernelType::Energy, double>(d2, g, kp); break;
-    }
-    p.out[i] = v;
+    p.out[i] = visit_kernel(
+        kp.type, [&](auto kt) { return kernel_value<decltype(kt)::value, double>(d2, g, kp); },
+        [] { return 0.0; });
   }
 }
 

@@ -49,11 +49,6 @@ struct TileOps {
   // sum_i a_i sum_j K[i * ldk + j] b_j  (a null means ones)
   double (*sum_tile)(const T* K, int64_t ldk, int64_t ni, int64_t nj, const double* a,
                      const T* b);
-
-  // out[l * ldo + i] = <rows[i], theta[l]> for ni contiguous rows of length d
-  // and L contiguous directions of length d.
-  void (*project)(const T* rows, int64_t ni, int64_t d, const T* theta, int64_t L, T* out,
-                  int64_t ldo);
 };
 
 template <typename T>

@@ -143,7 +143,7 @@ template <KernelType KT, typename T>
 void kernel_tile_impl(const KernelParams& kp, const T* xp, const T* xn, int64_t ni, const T* yp,
                       const T* yn, int64_t nj, int64_t d, T* K, int64_t ldk, bool raw) {
   constexpr int MR = Panels<T>::MR, NR = Panels<T>::NR;
-  constexpr bool kDist = KT != KernelType::Polynomial && KT != KernelType::Linear;
+  constexpr bool kDist = uses_distance(KT);
   const int64_t pi = (ni + MR - 1) / MR, pj = (nj + NR - 1) / NR;
   for (int64_t jp = 0; jp < pj; ++jp) {
     const T* b = yp + jp * d * NR;
@@ -179,31 +179,27 @@ void kernel_tile_impl(const KernelParams& kp, const T* xp, const T* xn, int64_t 
     for (int64_t i = 0; i < ni; ++i) apply_kernel_row<KT, T>(kp, K + i * ldk, nj);
 }
 
-#define SIMGAP_ISA_KERNEL_CASES(CALL)                                 \
-  switch (kp.type) {                                                  \
-    case KernelType::Gaussian: CALL(KernelType::Gaussian); break;     \
-    case KernelType::Laplacian: CALL(KernelType::Laplacian); break;   \
-    case KernelType::IMQ: CALL(KernelType::IMQ); break;               \
-    case KernelType::Polynomial: CALL(KernelType::Polynomial); break; \
-    case KernelType::Linear: CALL(KernelType::Linear); break;         \
-    case KernelType::Energy: CALL(KernelType::Energy); break;         \
-  }
-
-// The kernel type was validated by the caller; no exceptions are thrown here.
+// The kernel type was validated by the caller; no exceptions are thrown here
+// (an unknown type does nothing).
 template <typename T>
 void kernel_tile(const KernelParams& kp, const T* xp, const T* xn, int64_t ni, const T* yp,
                  const T* yn, int64_t nj, int64_t d, T* K, int64_t ldk, bool raw) {
-#define SIMGAP_CALL(KT) kernel_tile_impl<KT, T>(kp, xp, xn, ni, yp, yn, nj, d, K, ldk, raw)
-  SIMGAP_ISA_KERNEL_CASES(SIMGAP_CALL)
-#undef SIMGAP_CALL
+  visit_kernel(
+      kp.type,
+      [&](auto kt) {
+        kernel_tile_impl<decltype(kt)::value, T>(kp, xp, xn, ni, yp, yn, nj, d, K, ldk, raw);
+      },
+      [] {});
 }
 
 template <typename T>
 void apply_tile(const KernelParams& kp, T* K, int64_t ldk, int64_t ni, int64_t nj) {
-#define SIMGAP_CALL(KT) \
-  for (int64_t i = 0; i < ni; ++i) apply_kernel_row<KT, T>(kp, K + i * ldk, nj)
-  SIMGAP_ISA_KERNEL_CASES(SIMGAP_CALL)
-#undef SIMGAP_CALL
+  visit_kernel(
+      kp.type,
+      [&](auto kt) {
+        for (int64_t i = 0; i < ni; ++i) apply_kernel_row<decltype(kt)::value, T>(kp, K + i * ldk, nj);
+      },
+      [] {});
 }
 
 // out += K @ W with the same register-blocked micro-kernel as the Gram tiles:
@@ -276,21 +272,6 @@ double sum_tile(const T* K, int64_t ldk, int64_t ni, int64_t nj, const double* a
 }
 
 template <typename T>
-void project(const T* rows, int64_t ni, int64_t d, const T* theta, int64_t L, T* out,
-             int64_t ldo) {
-  for (int64_t i = 0; i < ni; ++i) {
-    const T* __restrict r = rows + i * d;
-    for (int64_t l = 0; l < L; ++l) {
-      const T* __restrict t = theta + l * d;
-      T s = T(0);
-#pragma omp simd reduction(+ : s)
-      for (int64_t k = 0; k < d; ++k) s += r[k] * t[k];
-      out[l * ldo + i] = s;
-    }
-  }
-}
-
-template <typename T>
 TileOps<T> make_ops() {
   TileOps<T> ops;
   ops.isa = SIMGAP_STR(SIMGAP_ISA_TAG);
@@ -302,7 +283,6 @@ TileOps<T> make_ops() {
   ops.contract_gemm = &contract_gemm<T>;
   ops.contract_tile = &contract_tile<T>;
   ops.sum_tile = &sum_tile<T>;
-  ops.project = &project<T>;
   return ops;
 }
 

@@ -27,14 +27,5 @@ int driver_version() {
   return v;
 }
 
-std::string device_name(int device) {
-  cudaDeviceProp prop;
-  if (cudaGetDeviceProperties(&prop, device) != cudaSuccess) {
-    cudaGetLastError();
-    return std::string();
-  }
-  return std::string(prop.name);
-}
-
 }  // namespace cuda
 }  // namespace simgap

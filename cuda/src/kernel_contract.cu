@@ -1,8 +1,10 @@
-// kernel_contract on the GPU: out += K(x, y) @ W without forming K.  Each block
-// evaluates a 64 x 64 tile of kernel values in registers, multiplies it with
+// kernel_contract on the GPU, the fused route (few features, precision
+// "highest"): out += K(x, y) @ W without forming K.  Each block evaluates a 64 x 64 tile of kernel values in registers, multiplies it with
 // the matching 64 rows of W column by column, reduces over the 16 threads that
 // share a row with warp shuffles and adds the row sums to out atomically (in
-// float64).  Also the row-norm pre-pass every tiled operation needs.
+// float64).  The row norms come from row_norms.cu.  The other routes:
+// kernel_contract_gemm.cu (cuBLAS Gram tiles) and kernel_contract_tc.cu
+// (tensor cores, "tf32" / "bf16").
 #include <cuda_runtime.h>
 
 #include "simgap/cuda_ops.h"
@@ -13,21 +15,6 @@ namespace simgap {
 namespace cuda {
 
 namespace {
-
-template <typename T>
-__global__ void row_norms_kernel(const T* __restrict__ x, int64_t n, int64_t d,
-                                 const double* __restrict__ center, double* __restrict__ out) {
-  const int lane = threadIdx.x % 32;
-  const int64_t row = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
-  if (row >= n) return;
-  double s = 0.0;
-  for (int64_t k = lane; k < d; k += 32) {
-    const double v = double(T(double(x[row * d + k]) - (center ? center[k] : 0.0)));
-    s += v * v;
-  }
-  for (int off = 16; off > 0; off /= 2) s += __shfl_down_sync(0xffffffffu, s, off);
-  if (lane == 0) out[row] = s;
-}
 
 // One 64 x 64 tile: target[i0 + i] += sum_j k(x_{i0+i}, y_{j0+j}) w_{j0+j}.
 template <KernelType KT, typename T>
@@ -89,17 +76,6 @@ __global__ void __launch_bounds__(256) contract_kernel(ContractParams<T> p,
 }  // namespace
 
 template <typename T>
-cudaError_t row_norms(const MatrixView<T>& x, const double* center, double* norms,
-                      cudaStream_t stream) {
-  if (x.rows == 0) return cudaSuccess;
-  const int rows_per_block = 8;  // one warp per row
-  const int64_t blocks = (x.rows + rows_per_block - 1) / rows_per_block;
-  row_norms_kernel<T><<<static_cast<unsigned>(blocks), rows_per_block * 32, 0, stream>>>(
-      x.ptr, x.rows, x.cols, center, norms);
-  return cudaGetLastError();
-}
-
-template <typename T>
 cudaError_t kernel_contract(const ContractParams<T>& p, const double* xnorms,
                             const double* ynorms, cudaStream_t stream) {
   if (p.x.rows == 0 || p.y.rows == 0 || p.q == 0) return cudaSuccess;
@@ -114,8 +90,6 @@ cudaError_t kernel_contract(const ContractParams<T>& p, const double* xnorms,
   return cudaGetLastError();
 }
 
-template cudaError_t row_norms<float>(const MatrixView<float>&, const double*, double*, cudaStream_t);
-template cudaError_t row_norms<double>(const MatrixView<double>&, const double*, double*, cudaStream_t);
 template cudaError_t kernel_contract<float>(const ContractParams<float>&, const double*,
                                             const double*, cudaStream_t);
 template cudaError_t kernel_contract<double>(const ContractParams<double>&, const double*,

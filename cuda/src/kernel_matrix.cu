@@ -1,4 +1,6 @@
-// kernel_matrix on the GPU: the explicit n x m kernel matrix, tile by tile.
+// kernel_matrix on the GPU, the fused route (few features, precision
+// "highest"): the explicit n x m kernel matrix, tile by tile.  The GEMM route
+// is kernel_matrix_gemm.cu.
 #include <cuda_runtime.h>
 
 #include "simgap/cuda_ops.h"

@@ -1,13 +1,18 @@
-// The tiled Gram product and kernel epilogue shared by the CUDA operations.
-// A block of 16 x 16 threads evaluates a 64 x 64 tile of pairs, each thread a
-// 4 x 4 register block; x and y are staged through shared memory in slices of
-// 16 features, centred and rounded to T as on the CPU.  The per-pair math is
-// simgap/kernel_math.h, the same code as the CPU tiles.
+// The pieces shared by the CUDA operations.  The fused route's tiles
+// (kernel_contract.cu, kernel_matrix.cu): a block of 16 x 16 threads evaluates
+// a 64 x 64 tile of pairs, each thread a 4 x 4 register block; x and y are
+// staged through shared memory in slices of 16 features, centred and rounded
+// to T as on the CPU.  The GEMM route's per-pair value from a cuBLAS Gram tile
+// (kernel_contract_gemm.cu, kernel_matrix_gemm.cu).  The exact float64
+// distance (also k-NN and radius statistics), the symmetric fold and launch
+// shapes.  The per-pair math is simgap/kernel_math.h, the same code as the
+// CPU tiles.
 #pragma once
 
 #include <cuda_runtime.h>
 
 #include "simgap/common.h"
+#include "simgap/cuda_ops.h"
 #include "simgap/kernel_math.h"
 #include "simgap/ops.h"
 
@@ -86,7 +91,7 @@ __device__ __forceinline__ void epilogue(const PairParams<T>& p, const double* _
                                          bool exclude_diagonal, T (&acc)[kReg][kReg]) {
   const int64_t n = p.x.rows, m = p.y.rows, d = p.x.cols;
   const T tau = sizeof(T) == 4 ? T(1.0 / 32.0) : T(1e-6);
-  constexpr bool kRoot = KT == KernelType::Laplacian || KT == KernelType::Energy;
+  constexpr bool kRoot = uses_root_distance(KT);
 #pragma unroll
   for (int i = 0; i < kReg; ++i) {
     const int64_t gi = i0 + threadIdx.y * kReg + i;
@@ -113,6 +118,31 @@ __device__ __forceinline__ void epilogue(const PairParams<T>& p, const double* _
   }
 }
 
+// The GEMM route: k for the pair (row0 + i, col0 + j) of a Gram tile, from its
+// entry g.  Same formula as epilogue above: the squared distance in T from the
+// float64 norms, clamped at 0, recomputed exactly for near-duplicates under
+// root kernels (when the tile has the rows: x non-null), and the exact value
+// on the diagonal.
+template <KernelType KT, typename T>
+__device__ __forceinline__ T gram_value(const GramTileParams<T>& p, int64_t i, int64_t j, T g) {
+  const int64_t gi = p.row0 + i, gj = p.col0 + j;
+  if (p.same && gi == gj) {
+    if (p.exclude_diagonal) return T(0);
+    if (uses_distance(KT)) return kernel_value<KT, T>(T(0), g, p.kernel);
+  }
+  constexpr bool kRoot = uses_root_distance(KT);
+  T d2 = T(0);
+  if (uses_distance(KT)) {
+    const T nsum = T(p.xnorms[gi] + p.ynorms[gj]);
+    d2 = nsum - T(2) * g;
+    d2 = d2 > T(0) ? d2 : T(0);
+    const T tau = sizeof(T) == 4 ? T(1.0 / 32.0) : T(1e-6);
+    if (kRoot && p.x != nullptr && d2 < tau * nsum)
+      d2 = T(exact_d2(p.x + gi * p.d, p.y + gj * p.d, p.d));
+  }
+  return kernel_value<KT, T>(d2, g, p.kernel);
+}
+
 // Symmetric sums over nt x nt tiles need only the tiles on and above the
 // diagonal.  Folded so that no block idles: block a (of ceil(nt / 2)) owns tile
 // row a (nt - a tiles) and tile row nt - 1 - a (a + 1 tiles), nt + 1 slots in
@@ -134,6 +164,11 @@ __device__ __forceinline__ bool folded_tile(int64_t nt, int64_t a, int64_t c, in
 // The grid of a folded symmetric sum: ceil(nt / 2) x (nt + 1) slots (grid.y capped, looping).
 inline dim3 folded_grid(int64_t nt) {
   return dim3(static_cast<unsigned>((nt + 1) / 2), static_cast<unsigned>(nt + 1 < 65535 ? nt + 1 : 65535));
+}
+
+// A grid side of `want` blocks, at least 1 and at most cap (the kernels loop).
+inline unsigned clamp_grid(int64_t want, int64_t cap) {
+  return static_cast<unsigned>(want < 1 ? 1 : (want < cap ? want : cap));
 }
 
 inline dim3 block_dim() { return dim3(kThreads, kThreads); }

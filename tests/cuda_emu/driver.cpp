@@ -1,11 +1,14 @@
-// A CPU check of the SIMT CUDA kernels (kernel_contract.cu, kernel_matrix.cu,
-// gram_tile.cu, kernel_values.cu) without a GPU: tests/test_cuda_emulated.py
-// compiles them unmodified, apart from each <<<...>>> launch rewritten to
-// emu::launch (emu.h: one std::thread per CUDA thread, real barriers, warp
-// shuffles, atomics under a mutex), and this driver compares every operation
-// with a float64 reference, on ragged sizes, in plain, symmetric (upper) and
-// exclude-diagonal modes; and the k-NN ball statistics (gram_radius) and
-// exact candidate distances against the same fma arithmetic.  Grid caps are EMU_CAP (2 forces the grid-stride
+// A CPU check of the SIMT CUDA kernels (row_norms.cu, kernel_contract.cu,
+// kernel_matrix.cu, kernel_contract_gemm.cu, kernel_matrix_gemm.cu,
+// kernel_rowwise.cu, radius_stats.cu, knn.cu) without a GPU:
+// tests/test_cuda_emulated.py compiles them unmodified, apart from each
+// <<<...>>> launch rewritten to emu::launch (emu.h: one std::thread per CUDA
+// thread, real barriers, warp shuffles, atomics under a mutex), and this
+// driver compares every operation with a float64 reference, on ragged sizes,
+// in plain, symmetric (upper) and exclude-diagonal modes; the elementwise
+// kernel values of kernel_rowwise; and the k-NN ball statistics (gram_radius)
+// and exact candidate distances against the same fma arithmetic.  Grid caps
+// are EMU_CAP, the second argument (default 65535; 2 forces the grid-stride
 // loops).
 #include "emu.h"
 #include <algorithm>
@@ -108,6 +111,26 @@ void run_case(int kt, int64_t n, int64_t m, int64_t d, int64_t q, bool same, boo
   }
 }
 
+// kernel_values (kernel_rowwise.cu): k from squared distances (some negative:
+// clamped at 0) and inner products, elementwise, against the float64 math.
+template <typename T>
+void run_rowwise_case(int kt, int64_t n, std::mt19937& rng) {
+  std::normal_distribution<double> N(0, 1);
+  std::vector<T> d2(n), g(n), out(n, T(-99));
+  for (int64_t i = 0; i < n; ++i) {
+    d2[i] = T(i % 13 == 0 ? -1e-3 * std::fabs(N(rng)) : 4.0 * N(rng) * N(rng));
+    g[i] = T(2.0 * N(rng));
+  }
+  const KernelParams kp = kernel(kt);
+  if (cuda::kernel_values<T>(kp, d2.data(), g.data(), out.data(), n, nullptr)) { std::printf("kernel_values err\n"); ++failures; }
+  char tag[80];
+  std::snprintf(tag, sizeof tag, "kernel_values %s k=%d n=%ld", sizeof(T) == 4 ? "f32" : "f64", kt, (long)n);
+  for (int64_t i = 0; i < n; ++i) {
+    const double ref = kv(kp, std::max(double(d2[i]), 0.0), double(g[i]));
+    check(tag, double(out[i]), ref, 1.0, sizeof(T) == 4 ? 1e-5 : 1e-14);
+  }
+}
+
 // The exact squared distance the kernels use (tile::exact_d2): fma in feature order.
 template <typename T> double exact_ref(const T* a, const T* b, int64_t d) {
   double s = 0.0;
@@ -203,23 +226,30 @@ void run_radius_case(int64_t n, int64_t m, int64_t d, std::mt19937& rng) {
 int main(int argc, char** argv) {
   // argv[1]: "quick" (what CI runs: ragged edges, 1 x 1, an odd number of
   // 64-row tiles for the folded symmetric grid; half the combinations, every
-  // kernel), "stride" (one size, two kernels: for EMU_CAP=2) or "full".
+  // kernel), "stride" (one size, two kernels: for a cap of 2) or "full";
+  // argv[2]: the grid cap EMU_CAP (default 65535).
   const std::string mode_arg = argc > 1 ? argv[1] : "full";
+  if (argc > 2) emu_cap = std::atol(argv[2]);
   const bool quick = mode_arg == "quick", stride = mode_arg == "stride";
   std::mt19937 rng(1);
   std::vector<std::array<int64_t, 3>> sizes = {{1, 1, 1}, {2, 7, 3}, {7, 2, 17}, {130, 97, 33}};
   if (stride) sizes = {{130, 97, 33}};
   if (!quick && !stride) sizes.insert(sizes.end(), {{65, 129, 16}, {70, 70, 5}, {200, 200, 3}, {257, 257, 2}});
-  for (int kt = 0; kt < 6; ++kt)
+  const int gaussian = int(KernelType::Gaussian), energy = int(KernelType::Energy);
+  for (int kt = 0; kt < kNumKernels; ++kt)
     for (auto& s : sizes)
       for (int64_t q : {1, 3})
         for (int mode = 0; mode < 3; ++mode) {
           if (quick && (kt + mode + int(q)) % 2) continue;
-          if (stride && ((kt != 0 && kt != 5) || q != 3)) continue;
+          if (stride && ((kt != gaussian && kt != energy) || q != 3)) continue;
           bool same = mode > 0, excl = mode == 2;
           run_case<float>(kt, s[0], s[1], s[2], q, same, excl, rng);
           run_case<double>(kt, s[0], s[1], s[2], q, same, excl, rng);
         }
+  for (int kt = 0; kt < kNumKernels; ++kt) {
+    run_rowwise_case<float>(kt, stride ? 1100 : 300, rng);
+    run_rowwise_case<double>(kt, stride ? 1100 : 300, rng);
+  }
   for (auto& s : sizes) {
     run_radius_case<float>(s[0], s[1], s[2], rng);
     run_radius_case<double>(s[0], s[1], s[2], rng);

@@ -1,4 +1,4 @@
-// The fused tensor-core contraction (contract_tc.cu) on the emulator
+// The fused tensor-core contraction (kernel_contract_tc.cu) on the emulator
 // (tests/test_cuda_emulated.py; mma.h emulates WMMA): out += K(x, y) w and the
 // symmetric split w' K w = w' out + 2 w' upper, against float64 references
 // computed from the same rounded operands, on ragged sizes, several feature

@@ -22,6 +22,13 @@ enum { cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorInvalidConfiguration
 enum cudaDeviceAttr { cudaDevAttrComputeCapabilityMajor = 75 };
 inline cudaError_t cudaGetDevice(int* d) { *d = 0; return cudaSuccess; }
 inline int emu_compute_major = 9;  // the emulated device: sm_90
+// The sources' grid caps (65535 and 1 << 20 in the CUDA code) read EMU_CAP: a
+// variable, so that one build runs with the real caps and with 2 (the driver's
+// second argument), which forces every grid-stride loop.
+#ifndef EMU_CAP
+inline long emu_cap = 65535;
+#define EMU_CAP emu_cap
+#endif
 inline cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr, int) { *v = emu_compute_major; return cudaSuccess; }
 typedef struct CUstream_st* cudaStream_t;
 inline thread_local dim3 threadIdx(0, 0, 0), blockIdx(0, 0, 0);

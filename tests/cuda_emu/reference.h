@@ -12,16 +12,10 @@
 inline int failures = 0, checks = 0;
 
 inline double kv(const simgap::KernelParams& kp, double d2, double g) {
-  using simgap::KernelType;
-  using simgap::kernel_value;
-  switch (kp.type) {
-    case KernelType::Gaussian: return kernel_value<KernelType::Gaussian, double>(d2, g, kp);
-    case KernelType::Laplacian: return kernel_value<KernelType::Laplacian, double>(d2, g, kp);
-    case KernelType::IMQ: return kernel_value<KernelType::IMQ, double>(d2, g, kp);
-    case KernelType::Polynomial: return kernel_value<KernelType::Polynomial, double>(d2, g, kp);
-    case KernelType::Linear: return kernel_value<KernelType::Linear, double>(d2, g, kp);
-    default: return kernel_value<KernelType::Energy, double>(d2, g, kp);
-  }
+  return simgap::visit_kernel(
+      kp.type,
+      [&](auto kt) { return simgap::kernel_value<decltype(kt)::value, double>(d2, g, kp); },
+      [] { return std::nan(""); });
 }
 
 // K(x, y) in float64 from the given values; with same, the diagonal is k(0)

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "simgap/common.h"
@@ -12,10 +13,11 @@ namespace simgap {
 
 inline KernelParams make_kernel(int type, const std::vector<double>& scales, double gamma,
                                 double coef0, int degree) {
-  if (type < 0 || type > static_cast<int>(KernelType::Energy))
+  if (type < 0 || type >= kNumKernels)
     throw std::invalid_argument("kernel: unknown kernel type");
   if (scales.empty() || scales.size() > static_cast<size_t>(kMaxBandwidths))
-    throw std::invalid_argument("bandwidth: between 1 and 32 scales are supported");
+    throw std::invalid_argument("bandwidth: between 1 and " + std::to_string(kMaxBandwidths) +
+                                " scales are supported");
   if (degree < 1) throw std::invalid_argument("degree: must be a positive integer");
   KernelParams kp;
   kp.type = static_cast<KernelType>(type);

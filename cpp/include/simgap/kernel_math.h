@@ -99,7 +99,8 @@ SIMGAP_HOST_DEVICE T int_pow(T base, int degree) {
 }
 
 // Kernel value from the squared distance d2 (distance kernels) or the inner
-// product g (polynomial, linear).  T is the compute type of the tile.
+// product g (polynomial, linear).  T is the compute type of the tile.  One
+// branch per kernel of the table (SIMGAP_KERNELS, simgap/common.h).
 template <KernelType KT, typename T>
 SIMGAP_HOST_DEVICE T kernel_value(T d2, T g, const KernelParams& kp) {
   if constexpr (KT == KernelType::Gaussian) {
@@ -114,7 +115,8 @@ SIMGAP_HOST_DEVICE T kernel_value(T d2, T g, const KernelParams& kp) {
     return int_pow(T(kp.gamma) * g + T(kp.coef0), kp.degree);
   } else if constexpr (KT == KernelType::Linear) {
     return g;
-  } else {  // Energy
+  } else {
+    static_assert(KT == KernelType::Energy, "kernel_value: a kernel of the table has no formula");
     return -sqrt_(d2);
   }
 }

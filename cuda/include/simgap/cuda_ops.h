@@ -9,7 +9,6 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
-#include <string>
 
 #include "simgap/common.h"
 #include "simgap/ops.h"
@@ -17,26 +16,31 @@
 namespace simgap {
 namespace cuda {
 
+// ---- device_info.cu ---------------------------------------------------------
 // Number of visible devices (0 when there is no driver or no GPU), and the
 // runtime and driver versions (0 for the driver when none is installed).
 int device_count();
 int runtime_version();
 int driver_version();
-std::string device_name(int device);
 
-// out[i] = k evaluated from d2[i] (squared distance) and g[i] (inner product)
-// on the device, with the same per-pair math as the CPU tiles
-// (simgap/kernel_math.h).  All pointers are device pointers.
+// ---- kernel_rowwise.cu ------------------------------------------------------
+// out[i] = k evaluated from d2[i] (squared distance, clamped at 0) and g[i]
+// (inner product) on the device, with the same per-pair math as the CPU tiles
+// (simgap/kernel_math.h): the device half of kernel_rowwise, whose distances
+// and inner products torch computes.  All pointers are device pointers.
 template <typename T>
 cudaError_t kernel_values(const KernelParams& kp, const T* d2, const T* g, T* out, int64_t n,
                           cudaStream_t stream);
 
+// ---- row_norms.cu -----------------------------------------------------------
 // Squared norms of the centred rows, in float64: norms[i] = ||x_i - center||^2
 // with the centred values rounded to T first (as the tiles see them).
 template <typename T>
 cudaError_t row_norms(const MatrixView<T>& x, const double* center, double* norms,
                       cudaStream_t stream);
 
+// ---- The fused route: kernel_contract.cu, kernel_matrix.cu ------------------
+//
 // out (n x q, float64, zero-initialised by the caller) += K(x, y) @ weights.
 // xnorms / ynorms: row_norms of x and y with the same center.
 template <typename T>
@@ -48,7 +52,8 @@ template <typename T>
 cudaError_t kernel_matrix(const MatrixParams<T>& p, const double* xnorms, const double* ynorms,
                           cudaStream_t stream);
 
-// ---- The GEMM path: a Gram tile from cuBLAS, then one fused kernel ---------
+// ---- The GEMM route: a Gram tile from cuBLAS, then one fused kernel ---------
+// (kernel_matrix_gemm.cu, kernel_contract_gemm.cu, radius_stats.cu)
 //
 // G (rows x cols, row-major, leading dimension ld_gram) holds the inner
 // products of the centred rows [row0, row0 + rows) of x with the centred rows
@@ -74,7 +79,8 @@ struct GramTile {
 };
 
 // The kernel epilogues' tile.  x / y are read only for near-duplicate pairs
-// under root kernels (laplacian, energy); null skips that (reduced precision).
+// under root kernels (uses_root_distance: laplacian, energy); null skips that
+// (reduced precision).
 template <typename T>
 struct GramTileParams : GramTile<T> {
   KernelParams kernel;
@@ -83,7 +89,7 @@ struct GramTileParams : GramTile<T> {
 };
 
 // out (rows x cols, leading dimension ld_out) = k(G); out may alias G when
-// OutT is T.
+// OutT is T (kernel_matrix_gemm.cu).
 template <typename T, typename OutT>
 cudaError_t gram_kernel_values(const GramTileParams<T>& p, OutT* out, int64_t ld_out,
                                cudaStream_t stream);
@@ -94,13 +100,13 @@ constexpr int64_t kGramContractMaxColumns = 8;
 // out[(row0 + i) * q + c] += sum_j k(G_ij) * weights[(col0 + j) * q + c], in
 // float64, for q <= kGramContractMaxColumns; weights and out are global arrays
 // (m x q and n x q, row-major).  One warp owns a row, so tiles launched one
-// after another on a stream accumulate without atomics.
+// after another on a stream accumulate without atomics (kernel_contract_gemm.cu).
 template <typename T>
 cudaError_t gram_contract(const GramTileParams<T>& p, const T* weights, int64_t q, double* out,
                           cudaStream_t stream);
 
-// ---- The GEMM path's k-NN ball statistics (precision / recall / density /
-// coverage, realism score) -----------------------------------------------------
+// ---- radius_stats.cu: the GEMM route's k-NN ball statistics (precision /
+// recall / density / coverage, realism score) ---------------------------------
 //
 // For the Gram tile G of the centred queries [row0, row0 + rows) and the
 // centred references [col0, col0 + cols) (float32 from an IEEE GEMM, or
@@ -128,6 +134,7 @@ struct GramRadiusParams : GramTile<T> {
 template <typename T>
 cudaError_t gram_radius(const GramRadiusParams<T>& p, cudaStream_t stream);
 
+// ---- knn.cu -----------------------------------------------------------------
 // out[i * c + k] = ||x_(row0 + i) - y_(cand[i * c + k])||, exactly in float64
 // (the same arithmetic as gram_radius's recomputed pairs, so that a k-NN
 // radius and a ball test of the same two points agree to the bit), for
@@ -139,12 +146,13 @@ cudaError_t candidate_distances(const T* x, int64_t row0, int64_t rows, const T*
                                 int64_t d, const int64_t* cand, int64_t c, double* out,
                                 cudaStream_t stream);
 
-// ---- The fused tensor-core route (precision "tf32" / "bf16", few features) --
+// ---- kernel_contract_tc.cu: the fused tensor-core route (precision "tf32" /
+// "bf16", few features) -------------------------------------------------------
 //
 // out (n x q, float64) += K(x, y) @ weights with the Gram tile from WMMA in
-// shared memory (contract_tc.cu).  x and y are the centred rows already
-// rounded to the precision: float32 values exact in tf32, or bf16 (bf16 ==
-// true); xnorms / ynorms their float64 squared norms.  With upper set (same,
+// shared memory.  x and y are the centred rows already rounded to the
+// precision: float32 values exact in tf32, or bf16 (bf16 == true); xnorms /
+// ynorms their float64 squared norms.  With upper set (same,
 // n == m) tiles below the diagonal are skipped and those above it accumulate
 // in upper (w' K w = w' out + 2 w' upper).  Compute capability 8.0 or newer:
 // cudaErrorNotSupported otherwise.
@@ -168,7 +176,7 @@ struct TcContractParams {
 
 cudaError_t contract_tc(const TcContractParams& p, cudaStream_t stream);
 
-// ---- Sliced Wasserstein: sorting (CUB) and the exact 1-D distances ----------
+// ---- sliced_wasserstein.cu: sorting (CUB) and the exact 1-D distances -------
 
 // Bytes of CUB temporary storage sort_rows needs for `rows` rows of length len
 // (into *out); cudaErrorInvalidValue for negative sizes or, below the long-row

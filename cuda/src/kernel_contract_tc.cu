@@ -1,4 +1,5 @@
-// The fused tensor-core contraction (precision "tf32" / "bf16", few features):
+// kernel_contract on the GPU, the fused tensor-core route (precision "tf32" /
+// "bf16", few features; behind a flag until GPU timings choose it):
 // out += K(x, y) @ W with the Gram tile computed by WMMA (mma.sync) from
 // shared memory and never written to global memory, in the style of
 // flash-attention.  A block of 4 warps owns a 64 x 64 tile of pairs: each warp

@@ -1,6 +1,8 @@
-// Elementwise kernel evaluation on the device: the per-pair math of
-// simgap/kernel_math.h compiled for the GPU.  Used to check on a GPU that the
-// shared math gives the same values as the CPU tiles.
+// kernel_rowwise on the GPU: k(x_i, y_i) for paired rows.  The squared
+// distances and inner products of the pairs come from torch (in float64); this
+// file evaluates the kernel on them elementwise with the per-pair math of
+// simgap/kernel_math.h (kernel_values).  The linear and block estimators'
+// kernel values go through it too.
 #include <cuda_runtime.h>
 
 #include "simgap/cuda_ops.h"
@@ -32,28 +34,9 @@ cudaError_t kernel_values(const KernelParams& kp, const T* d2, const T* g, T* ou
   const int threads = 256;
   const int64_t want = (n + threads - 1) / threads;
   const int blocks = static_cast<int>(want < 65535 ? want : 65535);
-  switch (kp.type) {
-    case KernelType::Gaussian:
-      kernel_values_kernel<KernelType::Gaussian, T><<<blocks, threads, 0, stream>>>(kp, d2, g, out, n);
-      break;
-    case KernelType::Laplacian:
-      kernel_values_kernel<KernelType::Laplacian, T><<<blocks, threads, 0, stream>>>(kp, d2, g, out, n);
-      break;
-    case KernelType::IMQ:
-      kernel_values_kernel<KernelType::IMQ, T><<<blocks, threads, 0, stream>>>(kp, d2, g, out, n);
-      break;
-    case KernelType::Polynomial:
-      kernel_values_kernel<KernelType::Polynomial, T><<<blocks, threads, 0, stream>>>(kp, d2, g, out, n);
-      break;
-    case KernelType::Linear:
-      kernel_values_kernel<KernelType::Linear, T><<<blocks, threads, 0, stream>>>(kp, d2, g, out, n);
-      break;
-    case KernelType::Energy:
-      kernel_values_kernel<KernelType::Energy, T><<<blocks, threads, 0, stream>>>(kp, d2, g, out, n);
-      break;
-    default:
-      return cudaErrorInvalidValue;
-  }
+  SIMGAP_KERNEL_SWITCH(kp.type, KT, [&] {
+    kernel_values_kernel<KT, T><<<blocks, threads, 0, stream>>>(kp, d2, g, out, n);
+  });
   return cudaGetLastError();
 }
 
