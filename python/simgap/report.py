@@ -9,12 +9,13 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from ._html import render
+from ._util.files import atomic_write_text
 
 __all__ = ["GapReport", "SCHEMA_VERSION"]
 
@@ -51,43 +52,6 @@ def _records(df) -> list[dict] | None:
     if df is None:
         return None
     return [{str(k): _plain(v) for k, v in row.items()} for row in df.to_dict(orient="records")]
-
-
-def published_mode(tmp: str, path: str) -> None:
-    """Give the temporary file the mode the final file should have: that of the
-    file it replaces, or 0666 less the umask for a new one (mkstemp makes 0600)."""
-    try:
-        mode = os.stat(path).st_mode & 0o7777
-    except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    os.chmod(tmp, mode)
-
-
-def atomic_write_text(path: Any, text: str, name: str = "path") -> str:
-    """Write text to ``path`` through a temporary file in the same folder and os.replace."""
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"{name} must be a str or os.PathLike, got {type(path).__name__}")
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"{name}: the folder {folder!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=".simgap-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        published_mode(tmp, path)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
 
 
 def _auc_reading(auc: float) -> str:
@@ -267,8 +231,6 @@ class GapReport:
         str
             The path written.
         """
-        from ._html import render
-
         return atomic_write_text(path, render(self, images=images, title=title, max_rows=max_rows))
 
     # -- terminal -------------------------------------------------------------
