@@ -21,9 +21,13 @@ sys.path.insert(0, TESTS_DIR)
 
 import simgap  # noqa: E402
 import simgap.store as store_mod  # noqa: E402
+import simgap.store.tables as tables_mod  # noqa: E402
 from _models import CountingModel, FailingBatches, ImageDataset, LazyImages, cnn, images  # noqa: E402
 from simgap import StoreError  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
+
+
+VERIFIED = store_mod.VERIFIED_FILE  # the verification record, written at the commit
 
 
 def read_bytes(path):
@@ -48,7 +52,7 @@ def small_store(tmp_path):
 
 def test_save_and_load_round_trip(small_store):
     path, x, meta = small_store
-    assert sorted(os.listdir(path)) == ["embeddings.npy", "manifest.json", "metadata.parquet"]
+    assert sorted(os.listdir(path)) == [VERIFIED, "embeddings.npy", "manifest.json", "metadata.parquet"]
     arr, m = simgap.load_embeddings(path, verify=True)
     assert isinstance(arr, np.memmap) and arr.dtype == np.float32 and not arr.flags.writeable
     np.testing.assert_array_equal(arr, x)
@@ -59,7 +63,8 @@ def test_save_and_load_round_trip(small_store):
     np.testing.assert_array_equal(m["sim_param"], meta["sim_param"])
     np.testing.assert_array_equal(m["real"], meta["real"])
     manifest = json.loads((path / "manifest.json").read_text())
-    for key in ("model_class", "layer", "pooling", "dim", "count", "dtype", "created", "checksum"):
+    for key in ("model_class", "layer", "pooling", "dim", "count", "dtype", "created", "checksum",
+                "metadata_checksum"):
         assert key in manifest
     assert (manifest["count"], manifest["dim"], manifest["dtype"]) == (7, 4, "float32")
     assert manifest["model_class"] == "M" and manifest["checksum"].startswith("sha256:")
@@ -69,7 +74,7 @@ def test_save_and_load_round_trip(small_store):
 
 
 def test_metadata_falls_back_to_csv_without_pyarrow(tmp_path, monkeypatch):
-    monkeypatch.setattr(store_mod, "_pyarrow", lambda: None)
+    monkeypatch.setattr(tables_mod, "_pyarrow", lambda: None)
     meta = {"id": np.arange(5), "name": ["x", "y,z", 'q"uote', "", "é"],
             "w": np.array([0.1, 1 / 3, -2.5, 1e-30, 7.0]), "flag": [True, False, True, True, False]}
     simgap.save_embeddings(tmp_path / "s", np.ones((5, 2)), metadata=meta)
@@ -84,7 +89,7 @@ def test_metadata_falls_back_to_csv_without_pyarrow(tmp_path, monkeypatch):
 
 def test_parquet_store_without_pyarrow_says_what_to_install(small_store, monkeypatch):
     path, _, _ = small_store
-    monkeypatch.setattr(store_mod, "_pyarrow", lambda: None)
+    monkeypatch.setattr(tables_mod, "_pyarrow", lambda: None)
     s = simgap.EmbeddingStore(path)  # arrays-only use needs no pyarrow
     assert s.embeddings.shape == (7, 4)
     with pytest.raises(ImportError, match="pyarrow"):
@@ -147,9 +152,9 @@ def test_resume_from_array_and_dataset_slices_instead_of_reading(tmp_path):
         path = tmp_path / kind
 
         def write_two_batches_then_fail():
-            w = store_mod._StoreWriter(path, info=dict(emb.config(), source="simgap.Embedder"),
-                                       resume=False, overwrite=False, metadata=None,
-                                       expected_count=45, checkpoint_every=1)
+            w = store_mod.StoreWriter(path, info=dict(emb.config(), source="simgap.Embedder"),
+                                      resume=False, overwrite=False, metadata=None,
+                                      expected_count=45, checkpoint_every=1)
             w.start()
             w.append(np.asarray(ref.embeddings[:10]))
             w.append(np.asarray(ref.embeddings[10:20]))
@@ -345,9 +350,11 @@ def test_checksum_mismatch(small_store):
         b = f.read(1)
         f.seek(-3, os.SEEK_END)
         f.write(bytes([b[0] ^ 0xFF]))
-    simgap.load_embeddings(path)  # sizes still agree: only the checksum can tell
+    simgap.load_embeddings(path, verify=False)  # sizes still agree: only the checksum can tell
     with pytest.raises(StoreError, match="checksum mismatch"):
         simgap.load_embeddings(path, verify=True)
+    with pytest.raises(StoreError, match="checksum mismatch"):
+        simgap.load_embeddings(path)  # the default checks it too (the file changed since its record)
     with pytest.raises(StoreError, match="checksum mismatch"):
         simgap.EmbeddingStore(path).verify()
 
@@ -359,6 +366,8 @@ def test_data_or_metadata_file_missing_or_short(small_store):
 
     pq.write_table(pa.table({"id": np.arange(3)}), path / "metadata.parquet")
     with pytest.raises(StoreError, match="metadata mismatch.*3 rows.*7 embeddings"):
+        simgap.load_embeddings(path, verify=False)  # the structure is checked without the checksums
+    with pytest.raises(StoreError, match="checksum mismatch.*metadata.parquet"):
         simgap.load_embeddings(path)
     (path / "metadata.parquet").unlink()
     with pytest.raises(StoreError, match="metadata.parquet is missing"):
@@ -545,7 +554,7 @@ def test_distance_functions_take_a_store_or_its_path(tmp_path):
 # ---- found by a robustness review (2026-12-01) ---------------------------------------------------
 
 def test_integer_metadata_round_trips_exactly_through_csv(tmp_path, monkeypatch):
-    monkeypatch.setattr(store_mod, "_pyarrow", lambda: None)
+    monkeypatch.setattr(tables_mod, "_pyarrow", lambda: None)
     meta = {"big": np.array([2**60 + 1, -3], dtype=np.int64), "u": np.array([2**64 - 1, 0], dtype=np.uint64)}
     simgap.save_embeddings(tmp_path / "s", np.ones((2, 2)), metadata=meta)
     _, m = simgap.load_embeddings(tmp_path / "s")
@@ -596,7 +605,7 @@ def test_an_interrupted_overwrite_resumes_into_the_new_store(tmp_path):
     store = emb.to_store(FailingBatches(data, batch_size=4), path, resume=True)
     assert store.shape == (40, 2) and store.metadata is None
     np.testing.assert_array_equal(simgap.EmbeddingStore(path, verify=True).embeddings, data)
-    assert sorted(os.listdir(path)) == ["embeddings.npy", "manifest.json"]  # the old metadata file is gone
+    assert sorted(os.listdir(path)) == [VERIFIED, "embeddings.npy", "manifest.json"]  # the old metadata file is gone
 
 
 def test_an_overwrite_replaces_a_store_completely(tmp_path):
@@ -604,7 +613,7 @@ def test_an_overwrite_replaces_a_store_completely(tmp_path):
     _old_store(path)
     store = simgap.save_embeddings(path, np.full((2, 5), 7.0), overwrite=True)
     assert store.shape == (2, 5) and store.metadata is None
-    assert sorted(os.listdir(path)) == ["embeddings.npy", "manifest.json"]
+    assert sorted(os.listdir(path)) == [VERIFIED, "embeddings.npy", "manifest.json"]
 
 
 def test_embedder_refuses_non_finite_embeddings(tmp_path):
@@ -622,3 +631,266 @@ def test_resume_with_fewer_samples_than_already_stored_fails(tmp_path):
         emb.to_store(FailingBatches(data, batch_size=10, fail_after=8), tmp_path / "s", checkpoint_every=1)
     with pytest.raises(ValueError, match="already holds 80 rows"):
         emb.to_store(FailingBatches(data[:50], batch_size=10), tmp_path / "s", resume=True)
+
+
+# ---- issue 18: metadata checksum, damaged .npy headers, verified by default -----------------------
+
+import simgap.store.reader as reader_mod  # noqa: E402
+import simgap.store.verified as verified_mod  # noqa: E402
+
+
+def flip_byte(path, offset, mask=0x01):
+    """XOR one byte of ``path`` in place (the size stays the same)."""
+    with open(path, "r+b") as f:
+        f.seek(offset, os.SEEK_SET if offset >= 0 else os.SEEK_END)
+        b = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([b[0] ^ mask]))
+
+
+def wait_for_the_clock(folder):
+    """Wait until the file system's clock is past every file of ``folder`` (mtime and ctime),
+    so that a verification record written now is trusted (see simgap.store.verified)."""
+    newest = max(max(p.stat().st_mtime_ns, p.stat().st_ctime_ns) for p in folder.iterdir())
+    probe = folder.parent / "clock-probe"
+    deadline = time.monotonic() + 10
+    while True:
+        probe.write_bytes(b"x")
+        if probe.stat().st_mtime_ns > newest or time.monotonic() > deadline:
+            break
+        time.sleep(0.002)
+    probe.unlink()
+
+
+@pytest.fixture
+def hash_calls(monkeypatch):
+    """How many times an open hashes the rows."""
+    calls = []
+    real = reader_mod.hash_file_rows
+
+    def counting(*args, **kwargs):
+        calls.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(reader_mod, "hash_file_rows", counting)
+    return calls
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_a_flipped_byte_in_the_metadata_is_detected(tmp_path, monkeypatch, fmt):
+    """Issue 18.6: the manifest checksummed only the rows; one flipped byte of the metadata
+    table silently changed labels."""
+    if fmt == "csv":
+        monkeypatch.setattr(tables_mod, "_pyarrow", lambda: None)
+    path = tmp_path / "s"
+    labels = [f"s{i:03d}" for i in range(300)]
+    simgap.save_embeddings(path, np.ones((300, 2)), metadata={"label": labels})
+    mfile = path / f"metadata.{fmt}"
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["metadata_checksum"].startswith("sha256:")
+    raw = read_bytes(mfile)
+    for offset in range(4, len(raw)):  # a flip that still reads, with other labels
+        with open(mfile, "wb") as f:
+            f.write(raw[:offset] + bytes([raw[offset] ^ 0x01]) + raw[offset + 1:])
+        try:
+            _, meta = simgap.load_embeddings(path, verify=False)
+        except StoreError:
+            continue
+        if meta is not None and list(meta.get("label", [])) != labels:
+            break
+    else:
+        pytest.fail("no silent flip found")
+    for verify in (True, "auto"):
+        with pytest.raises(StoreError, match=f"checksum mismatch.*metadata.{fmt} hashes to"):
+            simgap.load_embeddings(path, verify=verify)
+    with pytest.raises(StoreError, match="metadata was modified"):
+        simgap.EmbeddingStore(path, verify=False).verify()
+    with open(mfile, "wb") as f:  # repaired: verifies again
+        f.write(raw)
+    _, meta = simgap.load_embeddings(path, verify=True)
+    assert list(meta["label"]) == labels
+
+
+def test_a_store_without_a_metadata_checksum_still_opens(small_store):
+    """Stores written before the metadata checksum: rows verified, metadata not checksummed."""
+    path, x, meta = small_store
+    manifest = json.loads((path / "manifest.json").read_text())
+    del manifest["metadata_checksum"]
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    for verify in (True, "auto", False):
+        arr, m = simgap.load_embeddings(path, verify=verify)
+        np.testing.assert_array_equal(arr, x)
+        np.testing.assert_array_equal(m["id"], meta["id"])
+    _edit_manifest(path, metadata_checksum=5)
+    with pytest.raises(StoreError, match="metadata_checksum"):
+        simgap.load_embeddings(path)
+
+
+@pytest.mark.parametrize("offset, byte", [(10, b"'"), (11, b"("), (60, b"\\"), (65, b"\xff"), (20, b"{")])
+def test_a_damaged_npy_header_raises_store_error(small_store, offset, byte):
+    """Issue 18.11: damaged header text raised tokenize.TokenError."""
+    path, _, _ = small_store
+    epath = path / "embeddings.npy"
+    with open(epath, "r+b") as f:
+        f.seek(offset)
+        f.write(byte)
+    for verify in (False, True):
+        with pytest.raises(StoreError, match="embeddings.npy has a damaged .npy header"):
+            simgap.load_embeddings(path, verify=verify)
+
+
+def test_a_damaged_partial_header_raises_store_error_on_resume(tmp_path):
+    emb = simgap.Embedder(torch.nn.Identity(), progress=False)
+    data = np.arange(80.0, dtype=np.float32).reshape(40, 2)
+    with pytest.raises(RuntimeError):
+        emb.to_store(FailingBatches(data, batch_size=4, fail_after=5), tmp_path / "s", checkpoint_every=1)
+    with open(tmp_path / "s" / "embeddings.npy.partial", "r+b") as f:
+        f.seek(11)
+        f.write(b"(")
+    with pytest.raises(StoreError, match="embeddings.npy.partial has a damaged .npy header"):
+        emb.to_store(FailingBatches(data, batch_size=4), tmp_path / "s", resume=True)
+
+
+def test_a_flipped_byte_is_detected_by_a_default_open(tmp_path, capsys):
+    """Issue 18.15: stores given to mmd2, compare or the CLI were read without their checksum."""
+    from simgap import cli
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(50, 3)), rng.normal(size=(40, 3))
+    simgap.save_embeddings(tmp_path / "x", x)
+    simgap.save_embeddings(tmp_path / "y", y)
+    flip_byte(tmp_path / "x" / "embeddings.npy", -5, 0x40)
+    for call in (lambda: simgap.EmbeddingStore(tmp_path / "x"),
+                 lambda: simgap.load_embeddings(tmp_path / "x"),
+                 lambda: simgap.as_embeddings(tmp_path / "x"),
+                 lambda: simgap.mmd2(tmp_path / "x", y),
+                 lambda: simgap.mmd2(str(tmp_path / "x"), tmp_path / "y")):
+        with pytest.raises(StoreError, match="checksum mismatch"):
+            call()
+    assert simgap.load_embeddings(tmp_path / "x", verify=False)[0].shape == (50, 3)  # the opt-out
+    assert simgap.as_embeddings(tmp_path / "x", verify=False).shape == (50, 3)
+    assert cli.main(["distance", str(tmp_path / "x"), str(tmp_path / "y"), "--metric", "mmd"]) == cli.EXIT_INPUT
+    assert "checksum mismatch" in capsys.readouterr().err
+
+
+def test_compare_refuses_a_damaged_store(tmp_path):
+    rng = np.random.default_rng(1)
+    simgap.save_embeddings(tmp_path / "x", rng.normal(size=(30, 3)))
+    flip_byte(tmp_path / "x" / "embeddings.npy", -4, 0x01)  # the last mantissa bit of the last value
+    with pytest.raises(StoreError, match="checksum mismatch"):
+        simgap.compare(tmp_path / "x", rng.normal(size=(30, 3)))
+
+
+def test_a_verified_store_is_not_hashed_again(small_store, hash_calls):
+    path, x, _ = small_store
+    wait_for_the_clock(path)
+    simgap.load_embeddings(path)  # verifies (or trusts the writer's record) and records it
+    before = len(hash_calls)
+    for open_ in (simgap.EmbeddingStore, simgap.load_embeddings, simgap.as_embeddings,
+                  lambda p: simgap.mmd2(p, x)):
+        open_(path)
+    assert len(hash_calls) == before  # later opens are free
+    simgap.load_embeddings(path, verify=True)  # True always hashes
+    assert len(hash_calls) == before + 1
+    simgap.load_embeddings(path, verify=False)
+    assert len(hash_calls) == before + 1
+
+
+def test_the_first_open_hashes_and_records(small_store, hash_calls):
+    path, _, _ = small_store
+    (path / VERIFIED).unlink()  # as a store written by the previous version
+    wait_for_the_clock(path)
+    simgap.load_embeddings(path)
+    assert len(hash_calls) == 1 and (path / VERIFIED).exists()
+    record = json.loads((path / VERIFIED).read_text())
+    assert record["checksum"] == json.loads((path / "manifest.json").read_text())["checksum"]
+    assert set(record["files"]) == {"embeddings.npy", "metadata.parquet"}
+    simgap.load_embeddings(path)
+    assert len(hash_calls) == 1
+
+
+@pytest.mark.parametrize("change", ["flip", "touch", "replace", "metadata", "manifest"])
+def test_a_change_after_the_record_is_verified_again(small_store, hash_calls, change):
+    path, x, _ = small_store
+    wait_for_the_clock(path)
+    simgap.load_embeddings(path)
+    n = len(hash_calls)
+    epath = path / "embeddings.npy"
+    if change == "flip":
+        flip_byte(epath, -2, 0x10)
+    elif change == "touch":  # mtime set back to the recorded one: the ctime still moves
+        st = epath.stat()
+        os.utime(epath, ns=(st.st_atime_ns, st.st_mtime_ns))
+    elif change == "replace":  # same bytes, another file
+        data = read_bytes(epath)
+        epath.unlink()
+        epath.write_bytes(data)
+    elif change == "metadata":
+        flip_byte(path / "metadata.parquet", 30)
+    else:  # the manifest records another checksum
+        _edit_manifest(path, checksum="sha256:" + "0" * 64)
+    if change in ("flip", "metadata", "manifest"):
+        with pytest.raises(StoreError, match="checksum mismatch"):
+            simgap.load_embeddings(path)
+        with pytest.raises(StoreError, match="checksum mismatch"):  # and again: a failure is not recorded
+            simgap.load_embeddings(path)
+    else:
+        np.testing.assert_array_equal(simgap.load_embeddings(path)[0], x)
+    assert len(hash_calls) > n
+
+
+def test_a_record_no_older_than_the_files_is_not_trusted(small_store, hash_calls):
+    """A file changed in the record's own clock tick could keep its keys: checked again."""
+    path, _, _ = small_store
+    record = path / VERIFIED
+    simgap.load_embeddings(path, verify=True)
+    data_files = (path / "embeddings.npy", path / "metadata.parquet")
+    newest = max(max(p.stat().st_mtime_ns, p.stat().st_ctime_ns) for p in data_files)
+    os.utime(record, ns=(newest, newest))
+    n = len(hash_calls)
+    simgap.load_embeddings(path)
+    assert len(hash_calls) == n + 1
+
+
+def test_an_unwritable_record_is_not_an_error(small_store, hash_calls, monkeypatch):
+    path, x, _ = small_store
+    (path / VERIFIED).unlink()
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(verified_mod, "atomic_write_json", refuse)
+    for _ in range(2):  # verified every time, remembered never
+        np.testing.assert_array_equal(simgap.load_embeddings(path)[0], x)
+    assert len(hash_calls) == 2 and not (path / VERIFIED).exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root ignores permissions")
+def test_a_read_only_store_is_verified_without_a_record(small_store, hash_calls):
+    path, x, _ = small_store
+    (path / VERIFIED).unlink()
+    os.chmod(path, 0o555)
+    try:
+        for _ in range(2):
+            np.testing.assert_array_equal(simgap.load_embeddings(path)[0], x)
+    finally:
+        os.chmod(path, 0o755)
+    assert len(hash_calls) == 2 and not (path / VERIFIED).exists()
+
+
+@pytest.mark.parametrize("text", ["{", "[]", '{"format": "simgap.verified"}', "\xff"])
+def test_a_damaged_record_means_verify_again(small_store, hash_calls, text):
+    path, x, _ = small_store
+    (path / VERIFIED).write_text(text, encoding="latin1")
+    wait_for_the_clock(path)
+    np.testing.assert_array_equal(simgap.load_embeddings(path)[0], x)
+    assert len(hash_calls) == 1
+
+
+@pytest.mark.parametrize("verify", ["yes", None, 1.0, "True"])
+def test_verify_must_be_true_false_or_auto(small_store, verify):
+    path, _, _ = small_store
+    with pytest.raises(ValueError, match="verify must be True, False or 'auto'"):
+        simgap.load_embeddings(path, verify=verify)
+    with pytest.raises(ValueError, match="verify must be"):
+        simgap.as_embeddings(path, verify=verify)
