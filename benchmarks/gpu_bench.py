@@ -48,6 +48,7 @@ import torch
 
 import simgap
 from simgap._ops import cuda as _cuda_ops
+from simgap._ops import dispatch as _dispatch
 
 
 def sync():
@@ -170,21 +171,21 @@ def correctness(seed: int) -> list[str]:
         sigma = math.sqrt(d)
         ref = ref_mmd2(x, y, sigma)
         for route in ("fused", "gemm"):
-            _cuda_ops.FORCE_ROUTE = route
+            _dispatch.FORCE_ROUTE = route
             check(f"mmd2 {n}x{m}x{d} fp32 {route}", simgap.mmd2(x, y, bandwidth=sigma), ref, 1e-4, failures)
             check(f"mmd2 {n}x{m}x{d} fp64 {route}", simgap.mmd2(x.double(), y.double(), bandwidth=sigma),
                   ref, 1e-7, failures)
-        _cuda_ops.FORCE_ROUTE = None
+        _dispatch.FORCE_ROUTE = None
         check(f"mmd2 {n}x{m}x{d} tf32", simgap.mmd2(x, y, bandwidth=sigma, precision="tf32"), ref, 1e-3,
               failures)
         check(f"mmd2 {n}x{m}x{d} bf16", simgap.mmd2(x, y, bandwidth=sigma, precision="bf16"), ref, 1e-2,
               failures)
         if d <= 128:  # the fused tensor-core route (off by default until these numbers say otherwise)
-            _cuda_ops.FORCE_ROUTE = "fused_tc"
+            _dispatch.FORCE_ROUTE = "fused_tc"
             for prec, tol in (("tf32", 1e-3), ("bf16", 1e-2)):
                 check(f"mmd2 {n}x{m}x{d} {prec} fused_tc", simgap.mmd2(x, y, bandwidth=sigma, precision=prec),
                       ref, tol, failures)
-            _cuda_ops.FORCE_ROUTE = None
+            _dispatch.FORCE_ROUTE = None
         w = torch.randn(m, 3, device="cuda", generator=g)
         got = simgap.kernel_contract(x, y, w, bandwidth=sigma)
         xd, yd = x.double(), y.double()
@@ -279,23 +280,23 @@ def mmd_row(n, d, repeats, rows, emit):
     sigma = math.sqrt(2 * d)
     pairs = n * (n + 1) / 2 * 2 + n * n
     t_floor = sgemm_seconds(d, pairs, 3)
-    _cuda_ops.FORCE_ROUTE = None
+    _dispatch.FORCE_ROUTE = None
     t_ours, v_ours = timed(lambda: simgap.mmd2(x, y, bandwidth=sigma), reps, warm)
-    route = "gemm" if _cuda_ops.use_gemm(d, "highest") else "fused"
+    route = "gemm" if _dispatch.use_gemm(d, "highest") else "fused"
     other = "fused" if route == "gemm" else "gemm"
     t_other = None
     if n <= 10**5:
-        _cuda_ops.FORCE_ROUTE = other
+        _dispatch.FORCE_ROUTE = other
         t_other, _ = timed(lambda: simgap.mmd2(x, y, bandwidth=sigma), reps, warm)
-        _cuda_ops.FORCE_ROUTE = None
+        _dispatch.FORCE_ROUTE = None
     t_tf32, _ = timed(lambda: simgap.mmd2(x, y, bandwidth=sigma, precision="tf32"), reps, warm)
     t_bf16, _ = timed(lambda: simgap.mmd2(x, y, bandwidth=sigma, precision="bf16"), reps, warm)
     t_tc = (None, None)
     if d <= 128:  # the fused tensor-core route against the default (GEMM) route above
-        _cuda_ops.FORCE_ROUTE = "fused_tc"
+        _dispatch.FORCE_ROUTE = "fused_tc"
         t_tc = tuple(timed(lambda: simgap.mmd2(x, y, bandwidth=sigma, precision=prec), reps, warm)[0]
                      for prec in ("tf32", "bf16"))
-        _cuda_ops.FORCE_ROUTE = None
+        _dispatch.FORCE_ROUTE = None
     t_naive, _ = try_time(lambda: naive_mmd2(x, y, sigma), reps, warm)
     rows.append(("mmd2 gaussian fp32", n, d, route, t_ours, t_other, t_tf32, t_bf16, t_tc, t_naive,
                  t_floor, v_ours))

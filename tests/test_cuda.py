@@ -123,23 +123,23 @@ def test_runs_on_the_current_stream(rng):
 @pytest.fixture
 def route(request):
     """Force the fused or the GEMM route for the test, whatever d is."""
-    from simgap._ops import cuda as _cuda_ops
+    from simgap._ops import dispatch
 
-    old = _cuda_ops.FORCE_ROUTE
-    _cuda_ops.FORCE_ROUTE = request.param
+    old = dispatch.FORCE_ROUTE
+    dispatch.FORCE_ROUTE = request.param
     yield request.param
-    _cuda_ops.FORCE_ROUTE = old
+    dispatch.FORCE_ROUTE = old
 
 
 @pytest.fixture
 def small_tiles():
     """GEMM tiles of 64 so that small inputs cross several tiles (and the diagonal)."""
-    from simgap._ops import cuda as _cuda_ops
+    from simgap._ops import cuda as cuda_ops
 
-    old = _cuda_ops.GEMM_TILE
-    _cuda_ops.GEMM_TILE = 64
+    old = cuda_ops.GEMM_TILE
+    cuda_ops.GEMM_TILE = 64
     yield
-    _cuda_ops.GEMM_TILE = old
+    cuda_ops.GEMM_TILE = old
 
 
 @pytest.mark.parametrize("route", ["fused", "gemm"], indirect=True)
@@ -233,23 +233,23 @@ TC_SIZES = [(1, 1, 1), (2, 7, 3), (97, 65, 64), (1025, 513, 100), (4097, 130, 7)
 def test_fused_tensor_core_route_matches_gemm_route(rng, precision, kernel, n, m, d):
     """The WMMA kernel (contract_tc.cu) against the GEMM route at the same precision:
     the same rounded operands and norms, fp32 accumulation in another order."""
-    from simgap._ops import cuda as _cuda_ops
+    from simgap._ops import dispatch
 
     x = rng.normal(size=(n, d)).astype(np.float32)
     y = (rng.normal(size=(m, d)) + 0.2).astype(np.float32)
     w = rng.normal(size=(m, 3))
     bw = 1.5 * np.sqrt(d) if kernel in ("gaussian", "laplacian", "imq") else "median"
     kw = dict(kernel=kernel, bandwidth=bw, precision=precision)
-    old = _cuda_ops.FORCE_ROUTE
+    old = dispatch.FORCE_ROUTE
     try:
-        _cuda_ops.FORCE_ROUTE = "gemm"
+        dispatch.FORCE_ROUTE = "gemm"
         ref_c = simgap.kernel_contract(_cuda(x), _cuda(y), _cuda(w), **kw).cpu().numpy()
         ref_m = simgap.mmd2(_cuda(x), _cuda(y), estimator="biased", **kw)
-        _cuda_ops.FORCE_ROUTE = "fused_tc"
+        dispatch.FORCE_ROUTE = "fused_tc"
         got_c = simgap.kernel_contract(_cuda(x), _cuda(y), _cuda(w), **kw)
         got_m = simgap.mmd2(_cuda(x), _cuda(y), estimator="biased", **kw)
     finally:
-        _cuda_ops.FORCE_ROUTE = old
+        dispatch.FORCE_ROUTE = old
     assert got_c.is_cuda and got_c.dtype == torch.float64
     scale = np.abs(ref_c).max() + 1e-30
     np.testing.assert_allclose(got_c.cpu().numpy(), ref_c, rtol=1e-4, atol=1e-4 * scale)
@@ -259,16 +259,16 @@ def test_fused_tensor_core_route_matches_gemm_route(rng, precision, kernel, n, m
 @pytest.mark.parametrize("precision,tol", [("tf32", 1e-3), ("bf16", 1e-2)])
 def test_fused_tensor_core_route_error(rng, precision, tol):
     """The documented error of the reduced precisions, on the fused tensor-core route."""
-    from simgap._ops import cuda as _cuda_ops
+    from simgap._ops import dispatch
 
     x = rng.normal(size=(3000, 48)).astype(np.float32)
     y = (rng.normal(size=(2500, 48)) + 0.1).astype(np.float32)
-    old = _cuda_ops.FORCE_ROUTE
+    old = dispatch.FORCE_ROUTE
     try:
-        _cuda_ops.FORCE_ROUTE = "fused_tc"
+        dispatch.FORCE_ROUTE = "fused_tc"
         got = simgap.mmd2(_cuda(x), _cuda(y), bandwidth=7.0, precision=precision)
     finally:
-        _cuda_ops.FORCE_ROUTE = old
+        dispatch.FORCE_ROUTE = old
     ref = ref_impl.mmd2(x, y, bandwidth=7.0, estimator="unbiased")
     assert abs(got - ref) <= tol * abs(ref), (got, ref)
 
@@ -353,9 +353,9 @@ def test_sliced_wasserstein_cuda_weighted(rng, dtype):
 
 
 def test_sliced_wasserstein_cuda_chunks_directions(rng, monkeypatch):
-    from simgap._ops import cuda as _cuda_ops
+    from simgap._ops import cuda as cuda_ops
 
-    monkeypatch.setattr(_cuda_ops, "SLICED_CHUNK_BYTES", 1)  # one direction per chunk
+    monkeypatch.setattr(cuda_ops, "SLICED_CHUNK_BYTES", 1)  # one direction per chunk
     x, y = rng.normal(size=(300, 6)), rng.normal(size=(200, 6)) + 0.3
     theta = rng.normal(size=(6, 10))
     theta /= np.linalg.norm(theta, axis=0)

@@ -2,13 +2,19 @@
 ``simgap._cuda``.
 
 The stand-in implements every launcher of the CUDA module with the same
-arguments and the documented semantics, in float64 NumPy on the host memory
-behind CPU tensors' ``data_ptr()``.  What this checks is everything around
+arguments (keyword-only where the binding's are, so that a positional call
+fails here as on a GPU) and the documented semantics, in float64 NumPy on the
+host memory behind CPU tensors' ``data_ptr()``.  What this checks is everything around
 the kernels: the tiling of the GEMM route (offsets, ragged last tiles,
 symmetric upper tiles of the self terms, the global diagonal), the routing
 rule, the tensor-core roundings, mmd2_batch, the CUDA branch of mmd_test
 (relabellings, batches, statistics on the device) and the chunking of sliced
 Wasserstein.  The kernels themselves are checked on a GPU by test_cuda.py.
+
+:func:`install_stand_in` puts the stand-in where the CUDA module is held
+(``simgap._ops.backend.CUDA``) and makes the one reading of a tensor's device
+(``simgap._ops.inputs.tensor_device``) call every tensor a CUDA one, so that
+every public function sends torch tensors down its CUDA branch.
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ import pytest
 import _reference as ref_impl
 import simgap
 from simgap import _C
-from simgap._ops import cuda as _cuda_ops
-from simgap.kernels import resolve_kernel
+from simgap._estimators import median_heuristic
+from simgap._ops import backend, cuda_routes, dispatch, inputs
+from simgap._ops import cuda as cuda_ops
+from simgap._ops.spec import resolve_kernel
 
 torch = pytest.importorskip("torch")
 
@@ -99,11 +107,11 @@ def _exact_d2(A, B):
 def _make_fake():
     fake = types.SimpleNamespace(gram_contract_max_columns=8, calls=[])
 
-    def row_norms(x, n, d, out, is_double, device, stream):
+    def row_norms(*, x, n, d, out, is_double, device, stream):
         fake.calls.append("row_norms")
         _view(out, (n,), True)[:] = (_view(x, (n, d), is_double).astype(np.float64) ** 2).sum(1)
 
-    def gram_contract(gram, ld, rows, cols, row0, col0, xn, yn, x, y, d, w, q, out, is_double, kernel, scales,
+    def gram_contract(*, gram, ld, rows, cols, row0, col0, xn, yn, x, y, d, w, q, out, is_double, kernel, scales,
                       gamma, coef0, degree, same, exclude, device, stream):
         fake.calls.append("gram_contract")
         assert 1 <= q <= 8 and ld >= cols
@@ -112,14 +120,14 @@ def _make_fake():
         W = _view(w, (col0 + cols, q), is_double)[col0:].astype(np.float64)
         _view(out, (row0 + rows, q), True)[row0:] += K @ W
 
-    def gram_kernel_values(gram, ld, rows, cols, row0, col0, xn, yn, x, y, d, out, ld_out, is_double,
+    def gram_kernel_values(*, gram, ld, rows, cols, row0, col0, xn, yn, x, y, d, out, ld_out, is_double,
                            out_double, kernel, scales, gamma, coef0, degree, same, exclude, device, stream):
         fake.calls.append("gram_kernel_values")
         K = _tile_values(gram, ld, rows, cols, row0, col0, xn, yn, d, is_double, kernel, scales, gamma, coef0,
                          degree, same, exclude)
         _view(out, (rows, ld_out), out_double)[:, :cols] = K
 
-    def kernel_contract(x, n, y, m, d, w, q, out, xn, yn, center, is_double, kernel, scales, gamma, coef0,
+    def kernel_contract(*, x, n, y, m, d, w, q, out, xn, yn, center, is_double, kernel, scales, gamma, coef0,
                         degree, same, exclude, device, stream, upper=0):
         fake.calls.append("kernel_contract")
         K = _fused_values(x, n, y, m, d, xn, yn, center, is_double, kernel, scales, gamma, coef0, degree, same)
@@ -135,10 +143,10 @@ def _make_fake():
         _view(out, (n, q), True)[:] += np.where(on, K, 0.0) @ W
         _view(upper, (n, q), True)[:] += np.where(above, K, 0.0) @ W
 
-    def contract_tc(x, n, y, m, d, bf16, xn, yn, w, q, out, upper, kernel, scales, gamma, coef0, degree,
+    def contract_tc(*, x, n, y, m, d, bf16, xn, yn, w, q, out, upper, kernel, scales, gamma, coef0, degree,
                     same, exclude, device, stream):
         fake.calls.append("contract_tc")
-        assert 1 <= q <= _cuda_ops.TC_MAX_COLUMNS and (not upper or (same and n == m))
+        assert 1 <= q <= dispatch.TC_MAX_COLUMNS and (not upper or (same and n == m))
 
         def rows(ptr, k):
             if not bf16:
@@ -166,7 +174,7 @@ def _make_fake():
         _view(out, (n, q), True)[:] += np.where(on, K, 0.0) @ W
         _view(upper, (n, q), True)[:] += np.where(above, K, 0.0) @ W
 
-    def kernel_matrix(x, n, y, m, d, out, xn, yn, center, is_double, kernel, scales, gamma, coef0, degree,
+    def kernel_matrix(*, x, n, y, m, d, out, xn, yn, center, is_double, kernel, scales, gamma, coef0, degree,
                       same, device, stream):
         fake.calls.append("kernel_matrix")
         _view(out, (n, m), is_double)[:] = _fused_values(x, n, y, m, d, xn, yn, center, is_double, kernel,
@@ -175,11 +183,11 @@ def _make_fake():
     def sort_rows_temp_bytes(length, rows, is_double, device):
         return 16
 
-    def sort_rows(inp, out, length, rows, temp, temp_bytes, is_double, device, stream):
+    def sort_rows(*, inp, out, length, rows, temp, temp_bytes, is_double, device, stream):
         fake.calls.append("sort_rows")
         _view(out, (rows, length), is_double)[:] = np.sort(_view(inp, (rows, length), is_double), axis=1)
 
-    def wasserstein_1d(u, n, cu, v, m, cv, rows, p, out, is_double, device, stream):
+    def wasserstein_1d(*, u, n, cu, v, m, cv, rows, p, out, is_double, device, stream):
         fake.calls.append("wasserstein_1d")
         U, V = _view(u, (rows, n), is_double), _view(v, (rows, m), is_double)
         CU = _view(cu, (rows, n), True) if cu else None
@@ -190,7 +198,7 @@ def _make_fake():
             b = None if CV is None else np.diff(np.concatenate([[0.0], CV[r]]))
             O[r] += ref_impl.wasserstein_1d_pp(U[r], V[r], a, b, p)
 
-    def gram_radius(gram, ld, rows, cols, row0, col0, xn, yn, x, y, d, radii, radii2, band, count, max_ratio,
+    def gram_radius(*, gram, ld, rows, cols, row0, col0, xn, yn, x, y, d, radii, radii2, band, count, max_ratio,
                     is_double, device, stream):
         # The documented semantics (cuda_ops.h, GramRadiusParams) in float64 NumPy.
         fake.calls.append("gram_radius")
@@ -215,7 +223,7 @@ def _make_fake():
         mr = _view(max_ratio, (row0 + rows,), True)[row0:]
         mr[:] = np.maximum(mr, np.where(valid, ratio, 0.0).max(1))
 
-    def candidate_distances(x, row0, rows, y, m, d, cand, c, out, is_double, device, stream):
+    def candidate_distances(*, x, row0, rows, y, m, d, cand, c, out, is_double, device, stream):
         fake.calls.append("candidate_distances")
         C = _view(cand, (rows, c), True).view(np.int64)
         X = _view(x, (row0 + rows, d), is_double)[row0:]
@@ -225,7 +233,7 @@ def _make_fake():
         jj = np.where(ok, C, 0).ravel()
         _view(out, (rows, c), True)[:] = np.where(ok, np.sqrt(_exact_d2(X[ii], Y[jj])).reshape(rows, c), np.inf)
 
-    def kernel_values(d2, g, out, n, is_double, kernel, scales, gamma, coef0, degree, device, stream):
+    def kernel_values(*, d2, g, out, n, is_double, kernel, scales, gamma, coef0, degree, device, stream):
         fake.calls.append("kernel_values")
         _view(out, (n,), is_double)[:] = _k(_NAMES[kernel], scales, gamma, coef0, degree,
                                             _view(d2, (n,), is_double), _view(g, (n,), is_double))
@@ -237,36 +245,35 @@ def _make_fake():
     return fake
 
 
-def _device_of_tensors(**arrays):
-    """device_of for these tests: torch tensors count as "cuda:0", anything else as "cpu"."""
-    return "cuda:0" if any(isinstance(a, torch.Tensor) for a in arrays.values()) else "cpu"
+def install_stand_in(set_attr=setattr):
+    """The stand-in CUDA module, installed with ``set_attr`` (``setattr``, or a
+    pytest ``monkeypatch.setattr``): held where the CUDA module is held, every
+    torch tensor on "cuda:0" (the one reading of a tensor's device), launches on
+    stream 0, small GEMM tiles (small inputs cross several).  Returns the stand-in."""
+    f = _make_fake()
+    set_attr(backend, "CUDA", f)
+    set_attr(inputs, "tensor_device", lambda t: "cuda:0")
+    set_attr(cuda_ops, "stream_of", lambda t: (0, 0))
+    set_attr(cuda_routes, "_bf16_mm_to_fp32_supported", lambda device: False)
+    set_attr(cuda_ops, "GEMM_TILE", 64)
+    return f
 
 
 @pytest.fixture
 def fake(monkeypatch):
     """The stand-in CUDA module; public functions send torch tensors down their CUDA branch."""
-    import simgap.kernels
-    import simgap.mmd
-
-    f = _make_fake()
-    monkeypatch.setattr(_cuda_ops, "_cuda", f)
-    monkeypatch.setattr(simgap.mmd, "device_of", _device_of_tensors)
-    monkeypatch.setattr(simgap.kernels, "device_of", _device_of_tensors)
-    monkeypatch.setattr(_cuda_ops, "_stream", lambda t: (0, 0))
-    monkeypatch.setattr(_cuda_ops, "_bf16_mm_to_fp32_supported", lambda device: False)
-    monkeypatch.setattr(_cuda_ops, "GEMM_TILE", 64)  # small inputs cross several tiles
-    return f
+    return install_stand_in(monkeypatch.setattr)
 
 
 @pytest.fixture(params=["fused", "gemm"])
 def route(request, monkeypatch):
-    monkeypatch.setattr(_cuda_ops, "FORCE_ROUTE", request.param)
+    monkeypatch.setattr(dispatch, "FORCE_ROUTE", request.param)
     return request.param
 
 
 def _spec_fn(kernel, bw):
     def spec_fn(arrays):
-        return resolve_kernel(kernel, bw, None, 1.0, 3, arrays, median_fn=_cuda_ops.median_bandwidth)
+        return resolve_kernel(kernel, bw, None, 1.0, 3, arrays, median_fn=median_heuristic)
 
     return spec_fn
 
@@ -294,7 +301,7 @@ def test_mmd2_tiles(fake, route, rng, kernel, estimator, dtype):
 
 
 def test_gemm_route_self_terms_use_upper_tiles_only(fake, monkeypatch, rng):
-    monkeypatch.setattr(_cuda_ops, "FORCE_ROUTE", "gemm")
+    monkeypatch.setattr(dispatch, "FORCE_ROUTE", "gemm")
     x, y = rng.normal(size=(300, 4)), rng.normal(size=(70, 4))
     simgap.mmd2(_t(x), _t(y), bandwidth=1.0)
     tiles = lambda k: k * (k + 1) // 2  # noqa: E731
@@ -318,7 +325,8 @@ def test_kernel_contract_tiles(fake, route, rng, kernel, q):
     x, y = rng.normal(size=(150, 6)), rng.normal(size=(131, 6)) + 0.3
     w = rng.normal(size=(131, q))
     spec = _spec_fn(kernel, _bw(kernel))([_t(x), _t(y)])
-    got = _cuda_ops.kernel_contract(_t(x), _t(y), _t(w), spec, False).numpy()
+    center = dispatch.pooled_center([_t(x), _t(y)], spec)
+    got = dispatch.kernel_contract(_t(x), _t(y), _t(w), spec, center, False).numpy()
     K = ref_impl.kernel_matrix(x, y, kernel=kernel, bandwidth=spec.bandwidths[0] if spec.uses_distance and
                                kernel != "energy" else None)
     np.testing.assert_allclose(got, K @ w, rtol=1e-9, atol=1e-9 * np.abs(K @ w).max())
@@ -329,12 +337,14 @@ def test_kernel_contract_tiles(fake, route, rng, kernel, q):
 @pytest.mark.parametrize("same", [False, True])
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_kernel_matrix_gemm_rows(fake, monkeypatch, rng, kernel, same):
-    monkeypatch.setattr(_cuda_ops, "FORCE_ROUTE", "gemm")
+    monkeypatch.setattr(dispatch, "FORCE_ROUTE", "gemm")
     x, y = rng.normal(size=(200, 4)).astype(np.float32), rng.normal(size=(90, 4)).astype(np.float32)
     yy = x if same else y
     spec = _spec_fn(kernel, 1.3 if kernel in ("gaussian", "laplacian", "imq") else "median")(
         [_t(x)] if same else [_t(x), _t(y)])
-    got = _cuda_ops.kernel_matrix(_t(x), _t(x) if same else _t(y), spec, same).numpy()
+    xs, ys = _t(x), _t(x) if same else _t(y)
+    center = dispatch.pooled_center([xs] if same else [xs, ys], spec)
+    got = dispatch.kernel_matrix(xs, ys, spec, center, same).numpy()
     assert got.dtype == np.float32
     bw = 1.3 if kernel in ("gaussian", "laplacian", "imq") else None
     ref = ref_impl.kernel_matrix(x, None if same else y, kernel=kernel, bandwidth=bw,
@@ -362,11 +372,11 @@ def test_fused_tensor_core_route_equals_gemm_route(fake, monkeypatch, rng, preci
     y = (rng.normal(size=(131, 20)) + 0.2).astype(np.float32)
     bw = 4.0 if kernel in ("gaussian", "laplacian") else "median"
     kw = dict(kernel=kernel, bandwidth=bw, precision=precision)
-    monkeypatch.setattr(_cuda_ops, "FORCE_ROUTE", "gemm")
+    monkeypatch.setattr(dispatch, "FORCE_ROUTE", "gemm")
     gemm = simgap.mmd2(_t(x), _t(y), **kw)
     w = rng.normal(size=(131, 3))
     gemm_c = simgap.kernel_contract(_t(x), _t(y), _t(w), **kw).numpy()
-    monkeypatch.setattr(_cuda_ops, "FORCE_ROUTE", "fused_tc")
+    monkeypatch.setattr(dispatch, "FORCE_ROUTE", "fused_tc")
     fake.calls.clear()
     tc = simgap.mmd2(_t(x), _t(y), **kw)
     tc_c = simgap.kernel_contract(_t(x), _t(y), _t(w), **kw).numpy()
@@ -375,23 +385,23 @@ def test_fused_tensor_core_route_equals_gemm_route(fake, monkeypatch, rng, preci
     np.testing.assert_allclose(tc_c, gemm_c, rtol=1e-5, atol=1e-5 * np.abs(gemm_c).max())
     if kernel == "gaussian":
         pb = simgap.mmd2(_t(x), _t(y), bandwidth=[2.0, 4.0], per_bandwidth=True, precision=precision)
-        monkeypatch.setattr(_cuda_ops, "FORCE_ROUTE", "gemm")
+        monkeypatch.setattr(dispatch, "FORCE_ROUTE", "gemm")
         np.testing.assert_allclose(
             pb, simgap.mmd2(_t(x), _t(y), bandwidth=[2.0, 4.0], per_bandwidth=True, precision=precision),
             rtol=1e-5)
-        monkeypatch.setattr(_cuda_ops, "FORCE_ROUTE", "fused_tc")
+        monkeypatch.setattr(dispatch, "FORCE_ROUTE", "fused_tc")
     fake.calls.clear()
     simgap.kernel_contract(_t(x), _t(y), _t(rng.normal(size=(131, 9))), **kw)  # 9 columns: GEMM route
     assert "contract_tc" not in fake.calls
 
 
 def test_tensor_core_route_is_off_by_default_and_never_for_highest(monkeypatch):
-    assert _cuda_ops.TC_MAX_FEATURES == 0  # until GPU measurements say where it wins
-    assert not _cuda_ops.use_tc(16, "highest", 1, "cuda:0")
-    monkeypatch.setattr(_cuda_ops, "FORCE_ROUTE", "fused_tc")
-    assert not _cuda_ops.use_tc(16, "highest", 1, "cuda:0")
-    assert not _cuda_ops.use_tc(16, "tf32", _cuda_ops.TC_MAX_COLUMNS + 1, "cuda:0")
-    assert _cuda_ops.use_tc(16, "bf16", 1, "cuda:0")
+    assert dispatch.TC_MAX_FEATURES == 0  # until GPU measurements say where it wins
+    assert not dispatch.use_tc(16, "highest", 1, "cuda:0")
+    monkeypatch.setattr(dispatch, "FORCE_ROUTE", "fused_tc")
+    assert not dispatch.use_tc(16, "highest", 1, "cuda:0")
+    assert not dispatch.use_tc(16, "tf32", dispatch.TC_MAX_COLUMNS + 1, "cuda:0")
+    assert dispatch.use_tc(16, "bf16", 1, "cuda:0")
 
 
 @pytest.mark.parametrize("setting", ["default", "high", "medium", "highest"])
@@ -415,13 +425,13 @@ def test_fp32_matmul_sets_both_apis_and_restores_them(setting):
         for mode in ("ieee", "tf32", "ieee"):
             with warnings.catch_warnings():
                 warnings.simplefilter("error")
-                with _cuda_ops.fp32_matmul(mode):
+                with cuda_ops.fp32_matmul(mode):
                     assert torch.get_float32_matmul_precision() == ("high" if mode == "tf32" else "highest")
                     if hasattr(torch._C, "_get_cublas_allow_tf32"):
                         assert torch._C._get_cublas_allow_tf32() == (mode == "tf32")
             assert state() == before
         with pytest.raises(KeyError):  # restored on an exception too
-            with _cuda_ops.fp32_matmul("tf32"):
+            with cuda_ops.fp32_matmul("tf32"):
                 raise KeyError
         assert state() == before
     finally:
@@ -434,7 +444,7 @@ def test_fp32_matmul_sets_both_apis_and_restores_them(setting):
 
 def test_round_tf32_keeps_ten_mantissa_bits(rng):
     v = torch.from_numpy(rng.normal(size=10000).astype(np.float32))
-    r = _cuda_ops.round_tf32(v.clone())
+    r = cuda_routes.round_tf32(v.clone())
     bits = r.view(torch.int32)
     assert int((bits & 0x1FFF).abs().sum()) == 0
     rel = ((r - v).abs() / v.abs()).max()
@@ -453,11 +463,11 @@ def test_mmd2_batch_tiles(fake, route, rng):
 
 @pytest.mark.parametrize("estimator", ["unbiased", "biased"])
 def test_mmd_test_cuda_branch_equals_cpu(fake, route, monkeypatch, rng, estimator):
-    import simgap.mmd as mmd_mod
+    import simgap._estimators as estimators
 
     x, y = rng.normal(size=(70, 3)), rng.normal(size=(61, 3)) + 0.3
     cpu = simgap.mmd_test(x, y, 150, estimator=estimator, seed=5)
-    monkeypatch.setattr(mmd_mod, "_TEST_MEMORY_BYTES", 131 * 16 * 40)  # batches of 40 relabellings
+    monkeypatch.setattr(estimators, "TEST_MEMORY_BYTES", 131 * 16 * 40)  # batches of 40 relabellings
     got = simgap.mmd_test(_t(x), _t(y), 150, estimator=estimator, seed=5)
     assert got.statistic == pytest.approx(cpu.statistic, rel=1e-9)
     np.testing.assert_allclose(got.null_distribution, cpu.null_distribution, rtol=1e-9, atol=1e-12)
@@ -467,14 +477,15 @@ def test_mmd_test_cuda_branch_equals_cpu(fake, route, monkeypatch, rng, estimato
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("n,m", [(1, 1), (97, 97), (130, 61)])
 def test_sliced_wasserstein_chunks(fake, monkeypatch, rng, n, m, weighted):
-    monkeypatch.setattr(_cuda_ops, "SLICED_CHUNK_BYTES", 1)  # one direction per chunk
+    monkeypatch.setattr(cuda_ops, "SLICED_CHUNK_BYTES", 1)  # one direction per chunk
     x, y = rng.normal(size=(n, 5)), rng.normal(size=(m, 5)) * 1.2 + 0.1
     theta = ref_impl.random_projections(5, 13, 2)
     a = rng.random(n) if weighted else None
     b = rng.random(m) if weighted else None
     wa = None if a is None else _t(a / a.sum())
     wb = None if b is None else _t(b / b.sum())
-    per = _cuda_ops.sliced_wasserstein(_t(x), _t(y), theta, wa, wb, 2.0).numpy()
+    xs, ys = _t(x), _t(y)
+    per = dispatch.sliced_wasserstein(xs, ys, theta, wa, wb, 2.0, dispatch.pooled_center([xs, ys])).numpy()
     _, ref = ref_impl.sliced_wasserstein(x, y, projections=theta, x_weights=a, y_weights=b,
                                          return_per_projection=True)
     np.testing.assert_allclose(per, ref, rtol=1e-9, atol=1e-12)
@@ -486,13 +497,12 @@ def test_sliced_wasserstein_chunks(fake, monkeypatch, rng, n, m, weighted):
 
 @pytest.fixture
 def metrics_on_device(fake, monkeypatch):
-    """Call it to send the metrics' inputs down the CUDA branch from then on (the
-    k-NN ball statistics through the stand-in's gram_radius)."""
-    import simgap.metrics as metrics_mod
+    """Call it before the metrics' CUDA branch runs (the k-NN ball statistics
+    through the stand-in's gram_radius): with the stand-in installed, tensors
+    take it and NumPy arrays the CPU; activate() sets the small GEMM tiles."""
 
     def activate():
-        monkeypatch.setattr(metrics_mod, "device_of", lambda **kw: "cuda:0")
-        monkeypatch.setattr(_cuda_ops, "GEMM_TILE", 64)
+        monkeypatch.setattr(cuda_ops, "GEMM_TILE", 64)
 
     return activate
 
@@ -603,13 +613,7 @@ def test_estimator_checks_on_the_device_branch(fake, rng):
 def test_compare_device_branch_equals_cpu(fake, monkeypatch, rng, subsampled):
     """compare() on CUDA tensors: the same report as on the host arrays, with the
     kernel sums, k-NN and distances computed by the CUDA branches (here the stand-in)."""
-    import importlib
-
     import pandas as pd
-
-    cmp_mod = importlib.import_module("simgap.compare")  # simgap.compare is also the function
-    metrics_mod = importlib.import_module("simgap.metrics")
-    sliced_mod = importlib.import_module("simgap.sliced")
 
     n, m = 160, 140
     x = rng.normal(size=(n, 6))
@@ -619,8 +623,6 @@ def test_compare_device_branch_equals_cpu(fake, monkeypatch, rng, subsampled):
     kw = dict(params=params, labels=labels, n_permutations=60, n_bootstrap=20, seed=3,
               max_exact=100 if subsampled else 20_000, c2st_max=120, map_method="pca")
     cpu = simgap.compare(x, y, **kw)
-    for mod in (cmp_mod, metrics_mod, sliced_mod):
-        monkeypatch.setattr(mod, "device_of", _device_of_tensors)
     before = len(fake.calls)
     dev = simgap.compare(_t(x), _t(y), **kw)
     assert dev.settings["device"] == "cuda:0" and cpu.settings["device"] == "cpu"
@@ -643,16 +645,10 @@ def test_compare_device_branch_equals_cpu(fake, monkeypatch, rng, subsampled):
 def test_recommend_device_branch_equals_cpu(fake, monkeypatch, rng, method):
     """recommend() on CUDA tensors: the KMM contractions and neighbour searches on the
     device give the CPU's recommendation."""
-    import importlib
-
-    rec_mod = importlib.import_module("simgap.recommend")
-    metrics_mod = importlib.import_module("simgap.metrics")
     shift = rng.uniform(-2, 2, size=150)
     syn = rng.normal(size=(150, 3)) + shift[:, None]
     real = np.vstack([rng.normal(size=(90, 3)) + 0.7, rng.normal(size=(20, 3)) + 9.0])  # an unreached cluster
     cpu = simgap.recommend(real, syn, {"shift": shift}, method=method, seed=0)
-    for mod in (rec_mod, metrics_mod):
-        monkeypatch.setattr(mod, "device_of", _device_of_tensors)
     before = len(fake.calls)
     dev = simgap.recommend(_t(real), _t(syn), {"shift": shift}, method=method, seed=0)
     assert len(fake.calls) > before
@@ -667,17 +663,13 @@ def test_recommend_device_branch_equals_cpu(fake, monkeypatch, rng, method):
 def test_sim_optimizer_device_branch_equals_cpu(fake, monkeypatch, rng):
     """SimOptimizer with CUDA latents: every configuration scored on the device, the
     same values and study as on the host; a set on another device is named."""
-    import importlib
-
     pytest.importorskip("optuna")
-    opt_mod = importlib.import_module("simgap.optimize")
     space = {"shift": (-2.0, 2.0)}
     real = rng.normal(0.7, 1.0, size=(200, 2))
     sets = [rng.normal(s, 1.0, size=(90, 2)) for s in (-1.0, 0.5, 1.5)]
     configs = [{"shift": s} for s in (-1.0, 0.5, 1.5)]
     cpu = simgap.SimOptimizer(space, real, seed=0, study_name="cpu")
     v_cpu = cpu.tell(configs, sets)
-    monkeypatch.setattr(opt_mod, "device_of", _device_of_tensors)
     before = len(fake.calls)
     dev = simgap.SimOptimizer(space, _t(real), seed=0, study_name="dev")
     assert dev.bandwidth == pytest.approx(cpu.bandwidth, rel=1e-12)
@@ -693,18 +685,18 @@ def test_sim_optimizer_device_branch_equals_cpu(fake, monkeypatch, rng):
 def test_device_median_is_numpys_and_has_no_size_limit(rng):
     for k in (1, 2, 7, 10):
         v = rng.normal(size=k)
-        assert _cuda_ops.median(_t(v)) == np.median(v)
+        assert cuda_ops.median(_t(v)) == np.median(v)
     big = rng.random(2**24 + 3).astype(np.float32)  # torch.quantile refuses more than 2^24 values
-    assert _cuda_ops.median(_t(big)) == pytest.approx(float(np.median(big)), rel=0, abs=0)
+    assert cuda_ops.median(_t(big)) == pytest.approx(float(np.median(big)), rel=0, abs=0)
 
 
 @pytest.mark.parametrize("scale", [1e-20, 1e20])
 def test_device_float32_at_extreme_magnitudes_is_computed_in_float64(fake, rng, scale):
-    """As on the host (test_validation): as_cuda_matrix promotes float32 data whose
+    """As on the host (test_validation): the device checks promote float32 data whose
     products would overflow or underflow, and MMD^2 is the float64 one."""
     x = (rng.normal(size=(90, 4)) * scale).astype(np.float32)
     y = ((rng.normal(size=(70, 4)) + 0.3) * scale).astype(np.float32)
-    assert _cuda_ops.as_cuda_matrix(_t(x), "x").dtype == torch.float64
-    assert _cuda_ops.as_cuda_matrix(_t(x / scale), "x").dtype == torch.float32
+    assert inputs.as_matrix(_t(x), "x").dtype == torch.float64
+    assert inputs.as_matrix(_t(x / scale), "x").dtype == torch.float32
     want = simgap.mmd2(x.astype(np.float64) / scale, y.astype(np.float64) / scale)
     assert simgap.mmd2(_t(x), _t(y)) == pytest.approx(want, rel=1e-9)

@@ -8,7 +8,7 @@ import torch
 
 import simgap
 import _reference as ref
-from conftest import DEVICES, DTYPES, from_device, kernel_tol, rtol, to_device
+from conftest import DEVICES, DTYPES, from_device, kernel_tol, to_device
 
 KERNELS = ref.KERNELS
 
@@ -297,3 +297,30 @@ def test_mixed_float32_float64_computes_in_float64(kernel, rng):
     assert got.dtype == np.float64
     expected = ref.kernel_matrix(x32, y64, kernel=kernel, bandwidth=bw)
     np.testing.assert_allclose(got, expected, **kernel_tol(np.float64, expected))
+
+
+# ---- the median bandwidth depends on values, not on memory (issue 18, item 3) ------------------------
+
+@pytest.mark.parametrize("kind", ["numpy", "torch"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("kernel", ["gaussian", "laplacian", "imq"])
+def test_median_kernel_of_x_with_itself_does_not_depend_on_aliasing(kernel, dtype, kind):
+    x = np.random.default_rng(0).normal(size=(120, 4)).astype(dtype)
+    w = np.random.default_rng(1).normal(size=(120, 2))
+    if kind == "torch":
+        x = torch.from_numpy(x)
+    copy = x.clone() if kind == "torch" else x.copy()
+    same = np.asarray(simgap.kernel_matrix(x, x, kernel=kernel))
+    np.testing.assert_array_equal(same, np.asarray(simgap.kernel_matrix(x, copy, kernel=kernel)))
+    np.testing.assert_array_equal(np.asarray(simgap.kernel_contract(x, x, w, kernel=kernel)),
+                                  np.asarray(simgap.kernel_contract(x, copy, w, kernel=kernel)))
+    # mmd2's rule: x and y pooled (x twice here), whatever the memory.
+    sigma = simgap.median_bandwidth(x, copy)
+    np.testing.assert_array_equal(same, np.asarray(simgap.kernel_matrix(x, copy, kernel=kernel, bandwidth=sigma)))
+    assert np.all(np.diag(same) == 1.0)
+
+
+def test_median_kernel_without_y_is_x_alone():
+    x = np.random.default_rng(0).normal(size=(120, 4))
+    sigma = simgap.median_bandwidth(x)
+    np.testing.assert_array_equal(simgap.kernel_matrix(x), simgap.kernel_matrix(x, bandwidth=sigma))

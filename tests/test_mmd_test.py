@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import simgap
-import simgap.mmd
+import simgap._estimators
 import _reference as ref
 from conftest import DTYPES, gap_pair, rtol
 
@@ -207,7 +207,7 @@ def test_batched_equals_unbatched(columns_per_batch, dtype, rng, monkeypatch):
     P = 70
     whole = simgap.mmd_test(x, y, P, seed=6, bandwidth=1.2)
     per_col = (45 + 38) * (8 + np.dtype(dtype).itemsize)
-    monkeypatch.setattr(simgap.mmd, "_TEST_MEMORY_BYTES", columns_per_batch * per_col)
+    monkeypatch.setattr(simgap._estimators, "TEST_MEMORY_BYTES", columns_per_batch * per_col)
     batched = simgap.mmd_test(x, y, P, seed=6, bandwidth=1.2)
     # Batches of fewer than 4 columns take the contraction's dot-product path instead of the GEMM
     # path: equal up to summation order (float64), or float32 rounding inside a tile (float32).
@@ -224,7 +224,7 @@ def test_batched_tiny_budget(rng, monkeypatch):
     """A budget below one column still makes progress (one relabelling per batch)."""
     x, y = gap_pair(rng, 20, 21, 3, np.float64)
     whole = simgap.mmd_test(x, y, 9, seed=0, bandwidth=1.0)
-    monkeypatch.setattr(simgap.mmd, "_TEST_MEMORY_BYTES", 1)
+    monkeypatch.setattr(simgap._estimators, "TEST_MEMORY_BYTES", 1)
     tiny = simgap.mmd_test(x, y, 9, seed=0, bandwidth=1.0)
     np.testing.assert_allclose(tiny.null_distribution, whole.null_distribution, rtol=1e-12, atol=1e-14)
     assert tiny.p_value == whole.p_value

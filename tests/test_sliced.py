@@ -166,3 +166,68 @@ def test_matches_pot(weighted, p, dtype, rng):
         x64, y64, None if a is None else a / a.sum(), None if b is None else b / b.sum(),
         n_projections=64, p=p, seed=9)
     _assert_sw_close(got, float(expected), dtype)
+
+
+# ---- large p: |Delta|^p beyond float64's range (issue 18, item 2) -----------------------------------
+
+def _log_sliced(x, y, p, *, n_projections=256, seed=0, x_weights=None, y_weights=None):
+    """SW_p in the log domain (the largest |Delta| of each direction factored out): never overflows."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    theta = ref.random_projections(x.shape[1], n_projections, seed)
+    a = np.full(len(x), 1.0 / len(x)) if x_weights is None else np.asarray(x_weights) / np.sum(x_weights)
+    b = np.full(len(y), 1.0 / len(y)) if y_weights is None else np.asarray(y_weights) / np.sum(y_weights)
+    logs = []
+    for l in range(n_projections):
+        u, v = x @ theta[:, l], y @ theta[:, l]
+        iu, iv = np.argsort(u, kind="stable"), np.argsort(v, kind="stable")
+        cu, cv = np.cumsum(a[iu]), np.cumsum(b[iv])
+        cu[-1] = cv[-1] = 1.0
+        grid = np.unique(np.concatenate([[0.0], cu, cv]))
+        t = 0.5 * (grid[:-1] + grid[1:])
+        diff = np.abs(u[iu][np.minimum(np.searchsorted(cu, t), len(u) - 1)]
+                      - v[iv][np.minimum(np.searchsorted(cv, t), len(v) - 1)])
+        big = diff.max()
+        logs.append(p * np.log(big) + np.log(np.sum(np.diff(grid) * (diff / big) ** p)) if big > 0 else -np.inf)
+    logs = np.array(logs)
+    top = logs.max()
+    if top == -np.inf:
+        return 0.0
+    return float(np.exp((top + np.log(np.mean(np.exp(logs - top)))) / p))
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-3, 1e3])
+@pytest.mark.parametrize("p", [300, 1000, 1e4, 1e6])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_sliced_wasserstein_large_p_is_finite_and_exact(p, scale, dtype, rng):
+    x = (rng.normal(size=(300, 4)) * scale).astype(dtype)
+    y = (rng.normal(0.3, 1.2, size=(200, 4)) * scale).astype(dtype)
+    got, per = simgap.sliced_wasserstein(x, y, p=p, n_projections=64, return_per_projection=True)
+    expected = _log_sliced(x, y, p, n_projections=64)
+    assert np.isfinite(got) and got > 0
+    # float32 inputs are projected in float32: their rounding, not |Delta|^p's, sets the tolerance.
+    np.testing.assert_allclose(got, expected, rtol=1e-12 if dtype == np.float64 else 1e-5)
+    assert per.shape == (64,) and np.all(per >= 0)  # W_p^p at the data's scale (inf past float64's range)
+
+
+def test_sliced_wasserstein_large_p_weighted_and_torch(rng):
+    x, y = rng.normal(size=(150, 3)), rng.normal(0.5, 1.0, size=(120, 3))
+    wx, wy = rng.uniform(0.1, 1.0, 150), rng.uniform(0.1, 1.0, 120)
+    expected = _log_sliced(x, y, 1000, n_projections=32, x_weights=wx, y_weights=wy)
+    got = simgap.sliced_wasserstein(x, y, p=1000, n_projections=32, x_weights=wx, y_weights=wy)
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    got_t = simgap.sliced_wasserstein(torch.from_numpy(x), torch.from_numpy(y), p=1000, n_projections=32,
+                                      x_weights=torch.from_numpy(wx), y_weights=torch.from_numpy(wy))
+    assert got_t == got
+
+
+def test_sliced_wasserstein_large_p_of_equal_samples_is_zero(rng):
+    x = rng.normal(size=(100, 3))
+    assert simgap.sliced_wasserstein(x, x.copy(), p=1000) == 0.0
+    assert simgap.sliced_wasserstein(x, x.copy(), p=2) == 0.0
+
+
+@pytest.mark.parametrize("p", [0.5, 1e6 * 1.5, np.inf])
+def test_sliced_wasserstein_p_out_of_range_is_named(p, rng):
+    x = rng.normal(size=(10, 2))
+    with pytest.raises(ValueError, match="p must be"):
+        simgap.sliced_wasserstein(x, x + 1, p=p)

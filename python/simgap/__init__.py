@@ -20,7 +20,8 @@ from . import simulators
 from . import distributed  # torch.distributed is imported only when its functions run
 from .compare import VERDICTS, compare
 from .report import SCHEMA_VERSION, GapReport
-from .embedding import Embedder, EmbeddingStore, StoreError, as_embeddings, load_embeddings, save_embeddings
+from .store import EmbeddingStore, StoreError, as_embeddings, load_embeddings, save_embeddings
+from .embedding import Embedder
 
 try:
     __version__ = _version("simgap")

@@ -1,9 +1,9 @@
-"""Sample-quality metrics built on the fused k-nearest-neighbour kernels of the
-C++ core (distances tile by tile with a running top-k; no n x m matrix):
-nearest neighbours, precision / recall / density / coverage, the realism score,
-and the Frechet distance.  CUDA tensors (all inputs on one device) are computed
-on the GPU from cuBLAS Gram tiles (``_cuda_ops.knn`` / ``radius_stats``), with
-the same definitions.
+"""Sample-quality metrics built on the fused k-nearest-neighbour kernels
+(distances tile by tile with a running top-k; no n x m matrix): nearest
+neighbours, precision / recall / density / coverage, the realism score, and
+the Frechet distance.  CUDA tensors (all inputs on one device) are computed on
+the GPU from cuBLAS Gram tiles, with the same definitions: the k-NN, ball
+statistics and moments go through :mod:`simgap._ops.dispatch`.
 """
 
 from __future__ import annotations
@@ -13,66 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from . import _C
-from ._ops.backend import device_of
-from ._ops.cuda import device_pair
-from ._ops.inputs import as_matrix, cast, check_same_features, common_dtype, pooled_mean
+from ._ops import dispatch
+from ._ops.inputs import as_matrix, as_pair
+from ._util.arrays import like, to_host
 from ._util.checks import as_positive_int
 
 __all__ = ["frechet_distance", "nearest_neighbors", "prdc", "realism_score"]
-
-
-def _pair(x: Any, y: Any, xname: str, yname: str):
-    """Checked x, y of one dtype: NumPy arrays, or CUDA tensors when the inputs are."""
-    if device_of(**{xname: x, yname: y}) != "cpu":
-        return device_pair(x, y, xname, yname)
-    xa, ya = as_matrix(x, xname), as_matrix(y, yname)
-    check_same_features(xa, ya, xname, yname)
-    dtype = common_dtype(xa, ya)
-    return cast(xa, dtype), cast(ya, dtype)
-
-
-def _on_cpu(a) -> bool:
-    return isinstance(a, np.ndarray)
-
-
-def _mean_of(arrays):
-    if _on_cpu(arrays[0]):
-        return pooled_mean(arrays)
-    total = sum(a.sum(dim=0, dtype=_torch_float64()) for a in arrays)
-    return total / sum(a.shape[0] for a in arrays)
-
-
-def _torch_float64():
-    import torch
-
-    return torch.float64
-
-
-def _knn(x, y, k: int, center):
-    same = y is None
-    if not _on_cpu(x):
-        from ._ops import cuda as _cuda_ops
-
-        return _cuda_ops.knn(x, y, k, center, same)
-    ref = x if same else y
-    dist = np.empty((x.shape[0], k))
-    idx = np.empty((x.shape[0], k), dtype=np.int64)
-    _C.knn(x, ref, k, center, same, same, dist, idx)
-    return dist, idx
-
-
-def _radius_stats(queries, refs, radii, center):
-    if not _on_cpu(queries):
-        from ._ops import cuda as _cuda_ops
-
-        return _cuda_ops.radius_stats(queries, refs, radii, center)
-    radii = np.ascontiguousarray(radii, dtype=np.float64)
-    r2 = np.ascontiguousarray(np.where(radii >= 0, radii * radii, -1.0))
-    count = np.empty(queries.shape[0], dtype=np.int64)
-    ratio = np.empty(queries.shape[0])
-    _C.radius_stats(queries, refs, radii, r2, center, count, ratio)
-    return count, ratio
 
 
 def nearest_neighbors(x: Any, y: Any = None, *, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -112,14 +58,14 @@ def nearest_neighbors(x: Any, y: Any = None, *, k: int = 1) -> tuple[np.ndarray,
     """
     k = as_positive_int(k, "k")
     if y is None:
-        xa, _ = _pair(x, x, "x", "x")
+        xa = as_matrix(x, "x")
         if k > xa.shape[0] - 1:
             raise ValueError(f"k={k} needs at least {k + 1} rows in x (each row is not its own neighbour)")
-        return _knn(xa, None, k, _mean_of([xa]))
-    xa, ya = _pair(x, y, "x", "y")
+        return dispatch.knn(xa, None, k, dispatch.pooled_center([xa]))
+    xa, ya = as_pair(x, y, "x", "y")
     if k > ya.shape[0]:
         raise ValueError(f"k={k} is larger than the {ya.shape[0]} rows of y")
-    return _knn(xa, ya, k, _mean_of([xa, ya]))
+    return dispatch.knn(xa, ya, k, dispatch.pooled_center([xa, ya]))
 
 
 def prdc(real: Any, fake: Any, *, k: int = 5) -> dict[str, float]:
@@ -163,16 +109,16 @@ def prdc(real: Any, fake: Any, *, k: int = 5) -> dict[str, float]:
     True
     """
     k = as_positive_int(k, "k")
-    ra, fa = _pair(real, fake, "real", "fake")
+    ra, fa = as_pair(real, fake, "real", "fake")
     for arr, name in ((ra, "real"), (fa, "fake")):
         if arr.shape[0] <= k:
             raise ValueError(f"{name} has {arr.shape[0]} rows; prdc with k={k} needs more than k")
-    center = _mean_of([ra, fa])
-    r_real = _knn(ra, None, k, center)[0][:, k - 1]
-    r_fake = _knn(fa, None, k, center)[0][:, k - 1]
-    count_fake, _ = _radius_stats(fa, ra, r_real, center)
-    count_real, _ = _radius_stats(ra, fa, r_fake, center)
-    nearest_fake = _knn(ra, fa, 1, center)[0][:, 0]
+    center = dispatch.pooled_center([ra, fa])
+    r_real = dispatch.knn(ra, None, k, center)[0][:, k - 1]
+    r_fake = dispatch.knn(fa, None, k, center)[0][:, k - 1]
+    count_fake, _ = dispatch.radius_stats(fa, ra, r_real, center)
+    count_real, _ = dispatch.radius_stats(ra, fa, r_fake, center)
+    nearest_fake = dispatch.knn(ra, fa, 1, center)[0][:, 0]
     n_real, n_fake = ra.shape[0], fa.shape[0]
     return {
         "precision": float((count_fake > 0).sum()) / n_fake,
@@ -214,30 +160,13 @@ def realism_score(real: Any, fake: Any, *, k: int = 3) -> np.ndarray:
     True
     """
     k = as_positive_int(k, "k")
-    ra, fa = _pair(real, fake, "real", "fake")
+    ra, fa = as_pair(real, fake, "real", "fake")
     if ra.shape[0] <= k:
         raise ValueError(f"real has {ra.shape[0]} rows; the realism score with k={k} needs more than k")
-    center = _mean_of([ra, fa])
-    radii = _knn(ra, None, k, center)[0][:, k - 1]
-    if _on_cpu(radii):
-        kept = np.where(radii <= np.median(radii), radii, -1.0)
-        return np.sqrt(_radius_stats(fa, ra, kept, center)[1])
-    from ._ops import cuda as _cuda_ops
-
-    kept = radii.where(radii <= _cuda_ops.median(radii), -1.0)  # numpy's median, on the device
-    return _radius_stats(fa, ra, kept, center)[1].sqrt()
-
-
-def _mean_cov(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and sample covariance (ddof=1) in float64, in row chunks (memory O(d^2))."""
-    n, d = x.shape
-    mu = x.sum(axis=0, dtype=np.float64) / n
-    cov = np.zeros((d, d))
-    step = max(1, (1 << 22) // d)
-    for s in range(0, n, step):
-        c = np.asarray(x[s : s + step], dtype=np.float64) - mu
-        cov += c.T @ c
-    return mu, cov / (n - 1)
+    center = dispatch.pooled_center([ra, fa])
+    radii = to_host(dispatch.knn(ra, None, k, center)[0][:, k - 1])
+    kept = np.where(radii <= np.median(radii), radii, -1.0)  # the balls of at most the median radius
+    return dispatch.radius_stats(fa, ra, like(kept, ra), center)[1] ** 0.5
 
 
 def frechet_distance(x: Any, y: Any) -> float:
@@ -272,18 +201,13 @@ def frechet_distance(x: Any, y: Any) -> float:
     >>> round(simgap.frechet_distance(x, x + 1.0), 2)
     4.0
     """
-    xa, ya = _pair(x, y, "x", "y")
+    xa, ya = as_pair(x, y, "x", "y")
     for arr, name in ((xa, "x"), (ya, "y")):
         if arr.shape[0] < 2:
             raise ValueError(f"{name} has {arr.shape[0]} row; the Frechet distance needs at least 2")
-    if not _on_cpu(xa):
-        from ._ops import cuda as _cuda_ops
-
-        # Moments on the device (O(d^2) memory); the d x d eigenproblems below on the host.
-        (mx, cx), (my, cy) = (tuple(t.cpu().numpy() for t in _cuda_ops.mean_cov(a)) for a in (xa, ya))
-    else:
-        mx, cx = _mean_cov(xa)
-        my, cy = _mean_cov(ya)
+    # Moments where the rows are (O(d^2) memory); the d x d eigenproblems below on the host.
+    mx, cx = dispatch.mean_cov(xa)
+    my, cy = dispatch.mean_cov(ya)
     # The trace term in units of a power of two near the covariances' scale (an
     # exact rescaling): Sigma_x^1/2 Sigma_y Sigma_x^1/2 is of the fourth power of
     # the data's scale and would overflow or underflow float64 far sooner than

@@ -1,19 +1,28 @@
-"""Sliced Wasserstein distance, with projection and sorting in C++."""
+"""Sliced Wasserstein distance: projections and sorting in the compiled core
+(on the inputs' device, through :mod:`simgap._ops.dispatch`)."""
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
 import numpy as np
 
-from . import _C
-from ._util.arrays import is_tensor as _is_torch_tensor
-from ._ops.backend import device_of
+from ._ops import dispatch
+from ._ops.inputs import as_pair, as_projections, as_weights, check_memory, device_of, max_sq_norm
 from ._util.checks import as_positive_int, as_real, check_flag, check_seed
-from ._ops.inputs import as_weights, as_matrix, cast, check_finite, check_same_features, common_dtype, pooled_mean
 
-__all__ = ["sliced_wasserstein", "random_projections"]
+__all__ = ["MAX_P", "sliced_wasserstein", "random_projections"]
+
+# The largest order p: past it, |Delta|^p spans more than float64's range for
+# any change of scale of the data finer than 2^(2000 / p), and W_p is within
+# 0.002 % of the largest |Delta| anyway.
+MAX_P = 1e6
+# The mean of the per-direction W_p^p is used as computed when it is finite
+# and at least this (far from float64's subnormal range, where |Delta|^p has
+# lost digits); otherwise the data are rescaled (see _rescaled_mean).
+_TRUSTED_MEAN = 2.0**-900
 
 
 def random_projections(d: int, n_projections: int, seed: Any = 0) -> np.ndarray:
@@ -27,6 +36,8 @@ def random_projections(d: int, n_projections: int, seed: Any = 0) -> np.ndarray:
     """
     d = as_positive_int(d, "d")
     n_projections = as_positive_int(n_projections, "n_projections")
+    check_memory(16.0 * d * n_projections + 8.0 * n_projections, "n_projections", n_projections,
+                 f"the {d} x {n_projections} float64 directions")
     if isinstance(seed, np.random.RandomState):
         rng = seed
     elif seed is None or (isinstance(seed, numbers.Integral) and not isinstance(seed, bool)):
@@ -69,7 +80,9 @@ def sliced_wasserstein(
     n_projections : int, default 256
         Number L of random directions (ignored when ``projections`` is given).
     p : float, default 2
-        Order, p >= 1.
+        Order, 1 <= p <= ``MAX_P`` (1e6).  Where |Delta|^p passes float64's
+        range (large p, or data at a scale near its limits) the distance is
+        computed on rescaled data, so that it stays finite and exact to rounding.
     seed : int, numpy.random.RandomState or None, default 0
         Seed of the directions: see :func:`random_projections`.
     projections : array_like, shape (d, L), optional
@@ -102,44 +115,63 @@ def sliced_wasserstein(
     if projections is None:
         check_seed(seed)
     device = device_of(x=x, y=y, projections=projections, x_weights=x_weights, y_weights=y_weights)
-    if device != "cpu":
-        from ._ops import cuda as _cuda_ops
-
-        xa, ya, _ = _cuda_ops.cuda_pair(x, y)
-    else:
-        xa, ya = as_matrix(x, "x"), as_matrix(y, "y")
-        check_same_features(xa, ya)
+    xa, ya = as_pair(x, y, device=device)
     p = as_real(p, "p")
-    if p < 1:
-        raise ValueError(f"p must be >= 1, got {p}")
-    d = xa.shape[1]
+    if p < 1 or p > MAX_P:
+        raise ValueError(f"p must be >= 1 and <= {MAX_P:g} (simgap.sliced.MAX_P), got {p}")
     if projections is None:
-        theta = random_projections(d, n_projections, seed)
+        theta = random_projections(xa.shape[1], n_projections, seed)
     else:
-        if _is_torch_tensor(projections):
-            projections = projections.detach().cpu().numpy()
-        theta = np.asarray(projections)
-        if theta.dtype.kind not in "biuf":
-            raise TypeError(f"projections must be real numbers, got dtype {theta.dtype}")
-        if theta.ndim != 2 or theta.shape[0] != d or theta.shape[1] == 0:
-            raise ValueError(
-                f"projections must have shape (d, L) = ({d}, L >= 1) to match x; got {theta.shape}"
-            )
-        theta = np.ascontiguousarray(theta, dtype=np.float64)
-        check_finite(theta, "projections")
-    if device != "cpu":
-        a = _cuda_ops._weights(x_weights, xa.shape[0], "x_weights", xa.device)
-        b = _cuda_ops._weights(y_weights, ya.shape[0], "y_weights", xa.device)
-        out = _cuda_ops.sliced_wasserstein(xa, ya, theta, a, b, p)
-        value = float(out.mean()) ** (1.0 / p)
-        return (value, out) if return_per_projection else value
-    a = as_weights(x_weights, xa.shape[0], "x_weights")
-    b = as_weights(y_weights, ya.shape[0], "y_weights")
-    dtype = common_dtype(xa, ya)
-    xa, ya = cast(xa, dtype), cast(ya, dtype)
-    out = np.empty(theta.shape[1], dtype=np.float64)
-    _C.sliced_wasserstein(xa, ya, theta, a, b, p, pooled_mean([xa, ya]), out)
-    value = float(np.mean(out) ** (1.0 / p))
-    if return_per_projection:
-        return value, out
-    return value
+        theta = as_projections(projections, xa.shape[1])
+    a = as_weights(x_weights, xa.shape[0], "x_weights", on=xa)
+    b = as_weights(y_weights, ya.shape[0], "y_weights", on=ya)
+    out = dispatch.sliced_wasserstein(xa, ya, theta, a, b, p, dispatch.pooled_center([xa, ya]))
+    mean = float(out.mean())
+    if math.isfinite(mean) and mean >= _TRUSTED_MEAN:
+        value = mean ** (1.0 / p)
+    else:  # |Delta|^p overflowed, or underflowed, somewhere
+        value, out = _rescaled(xa, ya, theta, a, b, p, mean, out)
+    return (value, out) if return_per_projection else value
+
+
+def _rescaled(xa, ya, theta, a, b, p: float, mean: float, out) -> tuple[float, Any]:
+    """SW_p and the per-direction W_p^p when |Delta|^p leaves float64's range:
+    computed on x / s and y / s, SW_p(x, y) = s SW_p(x / s, y / s), with the
+    scale s found by bisection on log2 s so that the largest W_p^p(x / s, y / s)
+    lies in [2^-900, 2^1024).  It lies between the largest W_1 (then the largest
+    W_p^p / s^p >= 1, as W_p >= W_1) and a bound on every |Delta|:
+    max_l ||theta_l|| (||x_i|| + ||y_j||), with a margin for rounding (then it
+    is <= 1).  Each step is one more pass over the data; with p <= MAX_P at
+    most about 20.  The per-direction values W_p^p are returned at the data's
+    scale, inf where they pass float64's range (the distance itself is finite)."""
+    w1 = dispatch.sliced_wasserstein(xa, ya, theta, a, b, 1.0, dispatch.pooled_center([xa, ya]))
+    lo = float(w1.max())
+    if not (lo > 0 and math.isfinite(lo)):  # no transport at all (all W_1 = 0): the value stands
+        return (max(mean, 0.0) ** (1.0 / p) if math.isfinite(mean) else math.inf), out
+    radius = math.sqrt(max(max_sq_norm(xa), max_sq_norm(ya)))
+    theta_norm = float(np.sqrt((np.asarray(theta, dtype=np.float64) ** 2).sum(axis=0)).max())
+    k_lo = math.log2(lo)
+    k_hi = max(k_lo, math.log2(theta_norm) + math.log2(radius) + 3.0) if radius > 0 else k_lo
+    # x / s stays within the dtype's range (float32 projections overflow past 2^128).
+    k_min = math.log2(radius) - (100.0 if str(xa.dtype).endswith("float32") else 1000.0)
+    k_lo, k_hi = max(k_lo, k_min), max(k_hi, k_min)
+    k = k_lo
+    for _ in range(64):
+        k = min(max(k, -1070.0), 1020.0)
+        s = 2.0**k
+        xs, ys = xa / s, ya / s
+        o = dispatch.sliced_wasserstein(xs, ys, theta, a, b, p, dispatch.pooled_center([xs, ys]))
+        top = float(o.max())
+        if math.isfinite(top) and top >= _TRUSTED_MEAN:
+            break
+        if math.isfinite(top):
+            k_hi = k
+        else:
+            k_lo = k
+        k = 0.5 * (k_lo + k_hi)
+        if k_hi - k_lo < 1e-12 * max(1.0, abs(k)):
+            break
+    value = s * float(o.mean()) ** (1.0 / p)
+    with np.errstate(over="ignore"):
+        per = (o ** (1.0 / p) * s) ** p
+    return value, per
