@@ -108,7 +108,7 @@ def worker(rank: int, world: int, store: str, out: str, repeats: int) -> None:
 
         call()  # warm up
         rec = _measure(call, dist.barrier, repeats)
-        rec.update(sent=sd._last_traffic["sent"], received=sd._last_traffic["received"],
+        rec.update(sent=sd.comm.last_traffic["sent"], received=sd.comm.last_traffic["received"],
                    shard_mb=(xs.nbytes + ys.nbytes) / 2**20)
         if world == 1:
             x, y = _data(n, 0)

@@ -23,7 +23,7 @@ pytest.importorskip("torch")
 import torch.distributed  # noqa: E402
 
 import simgap  # noqa: E402
-from simgap.compare import _seeds  # noqa: E402
+from simgap.compare.inputs import seeds  # noqa: E402
 from simgap.distributed import shard_indices, shard_range  # noqa: E402
 
 if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():  # pragma: no cover
@@ -109,6 +109,14 @@ SCENARIOS = {
                             dict(n_projections=20, seed=4), True),
     "sliced_few_directions": ("sliced_wasserstein", (60, 50, 3, "float64"), "even", "even",
                               dict(n_projections=2), False),
+    # random Fourier features: the same frequencies on every rank, the feature sums added over the ranks
+    "mmd2_rff": ("mmd2", (300, 250, 6, "float64"), "uneven", "even",
+                 dict(estimator="rff", n_features=64, seed=3), False),
+    "mmd2_rff_weighted_per_bandwidth": ("mmd2", (200, 180, 5, "float64"), "empty_last", "uneven",
+                                        dict(estimator="rff", bandwidth=[0.5, 2.0], per_bandwidth=True,
+                                             n_features=48, seed=1), True),
+    "mmd2_rff_laplacian_f32": ("mmd2", (240, 200, 4, "float32"), "even", "empty_first",
+                               dict(estimator="rff", kernel="laplacian", n_features=32, seed=2), False),
 }
 
 
@@ -149,8 +157,8 @@ def _distributed(name, rank, world, as_tensors=False, device="cpu"):
         if "ys" in extra:
             extra["ys"] = [torch.from_numpy(a).to(device) for a in extra["ys"]]
     small = "small" in name
-    sd._TEST_MEMORY_BYTES = 1 if small else simgap.mmd._TEST_MEMORY_BYTES
-    sd._SLICED_MEMORY_BYTES = 1 if small else 256 << 20
+    sd.permutation.TEST_MEMORY_BYTES = 1 if small else simgap._estimators.TEST_MEMORY_BYTES
+    sd.sliced._SLICED_MEMORY_BYTES = 1 if small else 256 << 20
     xl = _shard(x, rank, world, xs)
     if fn == "mmd2_batch":
         sets = [_shard(s, rank, world, ys if k == 0 else "uneven") for k, s in enumerate(extra["ys"])]
@@ -185,6 +193,18 @@ def _compare_values(rep):
 
 
 # ---------------------------------------------------------------------------- the worker
+def _set_ring_device(rule):
+    """Make ``rule`` simgap.distributed's ring_device wherever it was imported
+    (the modules of simgap.distributed and compare's sharded path)."""
+    from simgap.distributed.ring import ring_device
+
+    for mod in list(sys.modules.values()):
+        if getattr(mod, "__name__", "").split(".")[0] == "simgap":
+            for key, value in list(vars(mod).items()):
+                if value is ring_device:
+                    setattr(mod, key, rule)
+
+
 def _worker(rank, world, store, outdir, job):
     import datetime
 
@@ -207,13 +227,13 @@ def _worker(rank, world, store, outdir, job):
         import torch
 
         taken = []
-        rule = sd._ring_device
+        rule = sd.ring.ring_device
 
         def spy(comm, device):
             taken.append(rule(comm, device))
             return taken[-1]
 
-        sd._ring_device = spy
+        _set_ring_device(spy)
         for name in DEVICE_SCENARIOS:
             results[name] = _plain(_distributed(name, rank, world, as_tensors=True, device=f"cuda:{rank}"))
         results["taken"] = [str(t) for t in taken]
@@ -241,6 +261,8 @@ def _worker(rank, world, store, outdir, job):
             ("compare_options", lambda: simgap.compare(x[:10], y[:10], n_permutations=10, n_bootstrap=5 + rank,
                                                        map_method="pca", group="auto")),
             ("features", lambda: sd.sliced_wasserstein(x[:10, : 2 + (rank == 1)], y[:10, : 2 + (rank == 1)])),
+            ("block", lambda: sd.mmd2(x[:10], y[:10], estimator="block")),
+            ("rff_seeds", lambda: sd.mmd2(x[:10], y[:10], estimator="rff", seed=rank)),
         ):
             try:
                 call()
@@ -258,29 +280,19 @@ def _worker(rank, world, store, outdir, job):
         # test_cuda_orchestration on CPU tensors, gloo carrying the torch buffers.
         import torch
 
-        from simgap._ops import cuda as _cuda_ops
-        from test_cuda_orchestration import _make_fake
+        from simgap._ops import dispatch
+        from test_cuda_orchestration import install_stand_in
 
-        fake = _make_fake()
-        _cuda_ops._cuda = fake
-        _cuda_ops._stream = lambda t: (0, 0)
-        _cuda_ops.GEMM_TILE = 64
-        sd._ring_device = lambda comm, device: torch.device("cpu")
+        fake = install_stand_in()  # every torch tensor is a CUDA one
+        _set_ring_device(lambda comm, device: torch.device("cpu"))
         for route in ("fused", "gemm"):
-            _cuda_ops.FORCE_ROUTE = route
+            dispatch.FORCE_ROUTE = route
             for name in DEVICE_SCENARIOS:
                 fake.calls.clear()
                 results[(route, name)] = (_plain(_distributed(name, rank, world, as_tensors=True)),
                                           len(fake.calls))
         # compare(group=...) with device shards: the shards stay on the (stand-in)
         # device and rank 0 computes the subsample statistics through the device branches.
-        import importlib
-
-        def device_of(**arrays):
-            return "cuda:0" if any(isinstance(a, torch.Tensor) for a in arrays.values()) else "cpu"
-
-        for mod in ("simgap.compare", "simgap.metrics", "simgap.sliced", "simgap.mmd", "simgap.kernels"):
-            setattr(importlib.import_module(mod), "device_of", device_of)
         x, y = _data(*COMPARE_DATA)
         xl, yl = _shard(x, rank, world, "uneven"), _shard(y, rank, world, "even")
         fake.calls.clear()
@@ -417,6 +429,10 @@ def test_a_bad_rank_fails_every_rank(group_results):
             assert kind == "ValueError" and "different options" in msg, (key, msg)
         kind, msg = results[r]["features"]
         assert kind == "ValueError" and "features" in msg
+        kind, msg = results[r]["block"]
+        assert kind == "NotImplementedError" and "not distributed" in msg
+        kind, msg = results[r]["rff_seeds"]
+        assert kind == "ValueError" and "different options" in msg
         assert results[r]["after_errors"][0] == "value"
 
 
@@ -436,7 +452,8 @@ def test_device_resident_ring_equals_single_process(tmp_path, world):
             # The kernels ran through the device path (on every rank; for sliced
             # Wasserstein, on the ranks that own directions).
             calls = [results[r][(route, name)][1] for r in range(world)]
-            assert (any if SCENARIOS[name][0] == "sliced_wasserstein" else all)(c > 0 for c in calls), (name, calls)
+            if SCENARIOS[name][4].get("estimator") != "rff":  # the rff sums are torch operations
+                assert (any if SCENARIOS[name][0] == "sliced_wasserstein" else all)(c > 0 for c in calls), (name, calls)
             for r in range(world):
                 got = results[r][(route, name)][0]
                 assert got[0] == expected[0]
@@ -453,9 +470,9 @@ def test_device_resident_ring_equals_single_process(tmp_path, world):
     x, y = _data(*COMPARE_DATA)
     sub = _compare_values(simgap.compare(x, y, **COMPARE_OPTIONS))
     sigma = sub["bandwidth"]  # the single-process compare's: the median of the same subsample
-    exact = {"mmd2": simgap.mmd2(x, y, bandwidth=sigma), "swd": simgap.sliced_wasserstein(x, y, seed=_seeds(0, 12)[6]),
+    exact = {"mmd2": simgap.mmd2(x, y, bandwidth=sigma), "swd": simgap.sliced_wasserstein(x, y, seed=seeds(0, 12)[6]),
              "p_value": simgap.mmd_test(x, y, COMPARE_OPTIONS["n_permutations"], bandwidth=sigma,
-                                        seed=_seeds(0, 12)[3]).p_value}
+                                        seed=seeds(0, 12)[3]).p_value}
     for r in range(world):
         got, device, calls = results[r]["compare"]
         assert device == "cuda:0" and host[r]["compare"][1] == "cpu"
@@ -520,18 +537,18 @@ def test_ring_device_rule(monkeypatch):
 
     import torch
 
-    import simgap.distributed as sd
     from simgap._ops import backend as _backend
+    from simgap.distributed.ring import ring_device
 
     nccl = types.SimpleNamespace(device=torch.device("cuda", 1))
     gloo = types.SimpleNamespace(device=torch.device("cpu"))
-    monkeypatch.setattr(_backend, "_cuda", object())
-    assert sd._ring_device(nccl, "cuda:1") == torch.device("cuda", 1)
-    assert sd._ring_device(nccl, "cuda:0") is None
-    assert sd._ring_device(nccl, "cpu") is None
-    assert sd._ring_device(gloo, "cuda:1") is None
-    monkeypatch.setattr(_backend, "_cuda", None)
-    assert sd._ring_device(nccl, "cuda:1") is None
+    monkeypatch.setattr(_backend, "CUDA", object())
+    assert ring_device(nccl, "cuda:1") == torch.device("cuda", 1)
+    assert ring_device(nccl, "cuda:0") is None
+    assert ring_device(nccl, "cpu") is None
+    assert ring_device(gloo, "cuda:1") is None
+    monkeypatch.setattr(_backend, "CUDA", None)
+    assert ring_device(nccl, "cuda:1") is None
 
 
 def test_a_crashed_rank_does_not_hang_the_others(tmp_path):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-import torch.distributed  # noqa: E402
+import torch.distributed  # noqa: E402, F811
 
 import simgap  # noqa: E402
 
