@@ -14,7 +14,8 @@ import pytest
 from scipy.stats import binom
 
 import simgap
-from simgap.compare import _seeds, _witness_and_bootstrap
+from simgap.compare.gap import witness_and_bootstrap
+from simgap.compare.inputs import seeds
 
 
 def _shifted(rng, n=200, m=200, d=8, shift=0.6):
@@ -46,12 +47,12 @@ def test_overall_numbers_match_public_functions(shifted_report):
     x, y, r = shifted_report
     bw = r.settings["bandwidth"]
     assert r.settings["kernel"] == "gaussian"
-    assert bw == pytest.approx(simgap.median_bandwidth(x, y, seed=_seeds(3, 12)[2]))
+    assert bw == pytest.approx(simgap.median_bandwidth(x, y, seed=seeds(3, 12)[2]))
     assert r.mmd2 == pytest.approx(simgap.mmd2(x, y, bandwidth=bw), rel=1e-9, abs=1e-12)
-    t = simgap.mmd_test(x, y, 200, bandwidth=bw, seed=_seeds(3, 12)[3])
+    t = simgap.mmd_test(x, y, 200, bandwidth=bw, seed=seeds(3, 12)[3])
     assert r.p_value == t.p_value
     assert r.fd == pytest.approx(simgap.frechet_distance(x, y))
-    assert r.swd == pytest.approx(simgap.sliced_wasserstein(x, y, seed=_seeds(3, 12)[6]))
+    assert r.swd == pytest.approx(simgap.sliced_wasserstein(x, y, seed=seeds(3, 12)[6]))
     assert r.prdc == pytest.approx(simgap.prdc(x, y, k=5))
     lo, hi = r.mmd2_ci
     assert lo < r.mmd2 < hi
@@ -73,7 +74,7 @@ def test_witness_is_the_kernel_contraction(shifted_report):
 def test_bootstrap_replicate_is_weighted_unbiased_mmd2(rng):
     x, y = _shifted(rng, 60, 50, 3)
     sigma = 1.7
-    _, reps = _witness_and_bootstrap(x, y, sigma, 3, seed=11)
+    _, reps = witness_and_bootstrap(x, y, sigma, 3, seed=11)
     g = np.random.default_rng(11)
     a = g.multinomial(60, np.full(60, 1 / 60)) / 60
     b = g.multinomial(50, np.full(50, 1 / 50)) / 50
@@ -90,7 +91,7 @@ def test_bootstrap_interval_covers_the_population_value(rng):
     for r in range(reps):
         g = np.random.default_rng(1000 + r)
         x, y = _shifted(g, n, n, d, shift)
-        _, boot = _witness_and_bootstrap(x, y, sigma, 100, seed=r)
+        _, boot = witness_and_bootstrap(x, y, sigma, 100, seed=r)
         lo, hi = np.quantile(boot, [0.025, 0.975])
         hits += lo <= truth <= hi
     assert hits / reps >= 0.8, hits
@@ -389,8 +390,10 @@ def test_parameters_with_inf_or_huge_values():
 
 def test_three_real_rows_are_enough_for_k_2():
     x, y = _two_sets()
-    rep = simgap.compare(x[:3], y[:50], k=2, **_QUICK)
+    with pytest.warns(UserWarning, match="c2st_folds=5"):  # 3 real rows: 3 folds
+        rep = simgap.compare(x[:3], y[:50], k=2, **_QUICK)
     assert np.isfinite(rep.mmd2) and len(rep.synthetic_scores) == 50
+    assert rep.settings["c2st_folds"] == 3
 
 
 def test_block_estimator_description_matches_what_it_used():
@@ -416,3 +419,22 @@ def test_negative_seed_is_named():
     x, y = _two_sets()
     with pytest.raises(ValueError, match="seed must be a non-negative int"):
         simgap.compare(x, y, seed=-1)
+
+
+def test_c2st_folds_beyond_the_rows_are_recorded_and_warned(caplog):
+    """c2st_folds=1000 with 40 synthetic rows used 40 folds while the report said 1000."""
+    import logging
+    import warnings
+
+    x, y = _two_sets(60, 40, 4)
+    with caplog.at_level(logging.WARNING, logger="simgap"), pytest.warns(UserWarning, match="c2st_folds=1000") as w:
+        rep = simgap.compare(x, y, n_permutations=50, n_bootstrap=20, c2st_folds=1000)
+    assert w[0].filename == __file__  # points at the caller's line
+    assert rep.settings["c2st_folds"] == 40
+    assert any("40 folds" in note and "c2st_folds=1000" in note for note in rep.notes)
+    assert any(r.name == "simgap" and "c2st_folds=1000" in r.getMessage() for r in caplog.records)
+    assert rep.to_dict()["settings"]["c2st_folds"] == 40
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning when the folds fit
+        rep = simgap.compare(x, y, n_permutations=50, n_bootstrap=20, c2st_folds=5)
+    assert rep.settings["c2st_folds"] == 5 and not any("folds" in note for note in rep.notes)

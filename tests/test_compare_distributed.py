@@ -22,7 +22,7 @@ pytest.importorskip("torch")
 import torch.distributed  # noqa: E402
 
 import simgap  # noqa: E402
-from simgap.compare import _seeds  # noqa: E402
+from simgap.compare.inputs import seeds  # noqa: E402
 
 if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():  # pragma: no cover
     pytest.skip("torch.distributed with gloo is not available", allow_module_level=True)
@@ -176,7 +176,7 @@ def test_subsample_beyond_max_exact(rank_results):
     assert sigma == simgap.compare(real, syn, max_exact=120, **OPTIONS).settings["bandwidth"]
     assert mmd2 == pytest.approx(simgap.mmd2(real, syn, bandwidth=sigma), rel=1e-9)
     assert p_value == simgap.mmd_test(real, syn, OPTIONS["n_permutations"], bandwidth=sigma,
-                                      seed=_seeds(OPTIONS["seed"], 12)[3]).p_value
+                                      seed=seeds(OPTIONS["seed"], 12)[3]).p_value
     assert swd == pytest.approx(rank_results[0]["exact"][2], rel=1e-12)
     text = " ".join(d["approximations"])
     assert "subsample of 120 real and 120 synthetic rows" in text
