@@ -31,11 +31,19 @@ import sys
 import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 import numpy as np
 
 from . import digits
+from ._util.files import atomic_write_text
+from .compare import compare
+from .embedding import Embedder
+from .kernels import median_bandwidth
+from .mmd import mmd2
+from .optimize import SimOptimizer
+from .recommend import recommend
+from .space import Float
 
 __all__ = ["DemoResult", "DemoSettings", "digit_net", "run_demo", "train_classifier"]
 
@@ -159,7 +167,7 @@ def _disable(progress: Any) -> bool | None:
     return None if progress is None else not progress
 
 
-# --------------------------------------------------------------------------- the loop
+# --------------------------------------------------------------------------- helpers of the loop
 
 
 def _seeds(seed: int, k: int) -> list[int]:
@@ -217,6 +225,189 @@ def format_table(before: dict, after: dict) -> str:
     return "\n".join(lines)
 
 
+# --------------------------------------------------------------------------- the steps
+
+
+class _Seeds(NamedTuple):
+    """One seed per random step, spawned from the demo's seed."""
+
+    render0: int
+    train0: int
+    explore: int
+    rec: int
+    opt: int
+    offsets: int
+    render1: int
+    train1: int
+    compare: int
+
+
+class _Log:
+    """The step-by-step log (printed when ``verbose``) and the wall time of each step."""
+
+    def __init__(self, verbose: bool, stream: TextIO) -> None:
+        self.verbose, self.stream = verbose, stream
+        self.timings: dict[str, float] = {}
+        self.clock = time.perf_counter()
+
+    def say(self, msg: str = "") -> None:
+        if self.verbose:
+            print(msg, file=self.stream, flush=True)
+
+    def lap(self, step: str) -> None:
+        """Add the time since the last lap to ``step``."""
+        now = time.perf_counter()
+        self.timings[step] = self.timings.get(step, 0.0) + (now - self.clock)
+        self.clock = now
+
+
+def _first_round(cfg: DemoSettings, seeds: _Seeds, real, real_labels, progress: Any, log: _Log):
+    """Steps 1 and 2: render with the default configuration and train on it;
+    returns (images, labels, params, net, accuracy on real, accuracy on synthetic)."""
+    log.say(f"\n[1/6] render {cfg.n_train:,} synthetic digits with the default, deliberately poor, "
+            "configuration")
+    x0, y0, p0 = digits.make_digits(cfg.n_train, digits.DEFAULT_CONFIG, seed=seeds.render0)
+    log.say("      " + ", ".join(f"{k} {lo:g}–{hi:g}" for k, (lo, hi) in digits.DEFAULT_CONFIG.items()))
+    log.lap("render")
+
+    log.say(f"[2/6] train a small CNN on them ({cfg.epochs} epochs)")
+    net0 = train_classifier(x0, y0, epochs=cfg.epochs, seed=seeds.train0, progress=progress,
+                            desc="train (round 0)")
+    acc0_real, acc0_syn = _accuracy(net0, real, real_labels), _accuracy(net0, x0, y0)
+    log.lap("train")
+    log.say(f"      accuracy: {acc0_syn:.1%} on its synthetic digits, {acc0_real:.1%} on the real ones")
+    return x0, y0, p0, net0, acc0_real, acc0_syn
+
+
+def _fixed_space(net0, real, x0, seeds: _Seeds, log: _Log):
+    """Step 3: the embedding with the round-0 CNN's penultimate layer, fixed from here on;
+    returns (embed, real embeddings, round-0 synthetic embeddings, sigma)."""
+    embedder = Embedder(net0, layer=EMBED_LAYER, batch_size=1024)
+
+    def embed(images):
+        return embedder(_inputs(images), progress=False)
+
+    real_e = embed(real)
+    syn0_e = embed(x0)
+    sigma = median_bandwidth(real_e, seed=seeds.compare)
+    log.lap("embed")
+    log.say(f"[3/6] embed real and synthetic with the CNN's penultimate layer ({real_e.shape[1]}-d)")
+    log.say("      this network stays fixed: every gap below is measured in the same space (MMD²: "
+            f"gaussian kernel, σ = {sigma:.3g}, the median heuristic of the real set)")
+    return embed, real_e, syn0_e, sigma
+
+
+def _measure(real_e, syn_e, params, labels, cfg: DemoSettings, seeds: _Seeds, sigma: float,
+             acc_real: float, acc_syn: float):
+    """:func:`simgap.compare` and the fixed-bandwidth MMD² of one round: (report, metrics)."""
+    rep = compare(real_e, syn_e, params=params, labels=labels, n_permutations=cfg.n_permutations,
+                  n_bootstrap=cfg.n_bootstrap, map_method="pca", seed=seeds.compare)
+    return rep, _metrics(rep, mmd2(real_e, syn_e, bandwidth=sigma), acc_real, acc_syn)
+
+
+def _recommend(real_e, embed, cfg: DemoSettings, seeds: _Seeds, log: _Log):
+    """Step 5a: :func:`simgap.recommend` on an exploration set rendered across the whole space."""
+    log.say(f"[5/6] recommend: render {cfg.n_explore:,} digits across the whole parameter space and "
+            "weight them to match")
+    log.say("      the real digits in latent space (kernel mean matching)")
+    xe, _, pe = digits.make_digits(cfg.n_explore, digits.PARAMETERS, seed=seeds.explore)
+    explore_e = embed(xe)
+    log.lap("render")
+    space = {k: Float(lo, hi) for k, (lo, hi) in digits.PARAMETERS.items()}
+    rec = recommend(real_e, explore_e, pe, space=space, max_iter=cfg.kmm_iter, seed=seeds.rec)
+    log.lap("recommend")
+    log.say("      " + rec.summary().replace("\n", "\n      "))
+    return rec
+
+
+def _closed_loop(rec, rec_median: dict, real_e, embed, sigma: float, cfg: DemoSettings, seeds: _Seeds,
+                 progress: Any, log: _Log) -> dict:
+    """Step 5b: :class:`simgap.SimOptimizer` rounds; returns the best centre.
+
+    The closed loop moves the recommended distribution (its spread kept, as offsets from its
+    median) to the centre that renders closest to the real digits, searching the
+    recommended ranges.  Every configuration is rendered with the same offsets and seed
+    (common random numbers), so the rounds compare configurations, not noise.
+    """
+    from tqdm.auto import tqdm
+
+    offsets_tbl = rec.sample(cfg.opt_samples, seed=seeds.offsets)
+    offsets = {k: offsets_tbl[k].to_numpy() - rec_median[k] for k in digits.PARAMETERS}
+    opt_space = {k: Float(float(p.low), float(p.high)) for k, p in rec.parameters.items()}
+    opt_labels = np.arange(cfg.opt_samples) % 10
+
+    def simulate(centre):
+        images = digits.render_digits(opt_labels, _recentred(offsets, centre), seed=seeds.opt)
+        return embed(images)
+
+    opt = SimOptimizer(opt_space, real_e, strategy="tpe", batch_size=cfg.opt_batch, seed=seeds.opt,
+                       bandwidth=sigma)
+    start_gap = float(opt.tell([rec_median], [simulate(rec_median)])[0])
+    log.say(f"      closed loop (SimOptimizer, TPE): {cfg.opt_rounds} round(s) × {cfg.opt_batch} "
+            f"configurations × {cfg.opt_samples} digits; recommended centre: MMD² {start_gap:.4f}")
+    bar = tqdm(range(cfg.opt_rounds), desc="closed loop", unit="round", leave=False,
+               disable=_disable(progress), file=sys.stderr)
+    for r in bar:
+        asked = opt.ask()
+        values = opt.tell(asked, [simulate(c) for c in asked])
+        log.say(f"      round {r + 1}: MMD² " + " ".join(f"{v:.4f}" for v in values)
+                + f"   best so far {opt.best_mmd2:.4f}")
+    bar.close()
+    centre = opt.best_config
+    log.lap("closed loop")
+    return centre
+
+
+def _final_round(rec, rec_median: dict, centre: dict, cfg: DemoSettings, seeds: _Seeds, real, real_labels,
+                 progress: Any, log: _Log):
+    """Step 6a: render from the result (the recommended spread around ``centre``) and retrain;
+    returns (images, labels, params, net, accuracy on real, accuracy on synthetic)."""
+    log.say(f"[6/6] render {cfg.n_train:,} digits from the new configuration, retrain, re-measure")
+    offsets_tbl = rec.sample(cfg.n_train, seed=seeds.offsets + 1)
+    final_offsets = {k: offsets_tbl[k].to_numpy() - rec_median[k] for k in digits.PARAMETERS}
+    p1 = _recentred(final_offsets, centre)
+    x1, y1, p1 = digits.make_digits(cfg.n_train, params=p1, seed=seeds.render1)
+    log.lap("render")
+    log.say("      " + ", ".join(f"{k} {_fmt_range(v)}" for k, v in p1.items()) + "  (10–90 %)")
+    net1 = train_classifier(x1, y1, epochs=cfg.epochs, seed=seeds.train1, progress=progress,
+                            desc="train (final)")
+    acc1_real, acc1_syn = _accuracy(net1, real, real_labels), _accuracy(net1, x1, y1)
+    log.lap("train")
+    return x1, y1, p1, net1, acc1_real, acc1_syn
+
+
+def _final_space_gaps(net1, real, x0, x1, seeds: _Seeds) -> tuple[float, float]:
+    """MMD² of both rounds re-embedded with the retrained network (its own median
+    bandwidth), as a check that the gap closed in more than one space."""
+    embedder1 = Embedder(net1, layer=EMBED_LAYER, batch_size=1024)
+    real_f = embedder1(_inputs(real), progress=False)
+    sigma_f = median_bandwidth(real_f, seed=seeds.compare)
+    before = float(mmd2(real_f, embedder1(_inputs(x0), progress=False), bandwidth=sigma_f))
+    after = float(mmd2(real_f, embedder1(_inputs(x1), progress=False), bandwidth=sigma_f))
+    return before, after
+
+
+def _write_reports(out: str, rep0, rep1, real, x0, x1, p1: dict, y1) -> list[str]:
+    """The HTML and JSON reports of both rounds and the final configurations (``configs.csv``)."""
+    import pandas as pd
+
+    files = []
+    images0 = (real / 16.0, x0 / 16.0)
+    images1 = (real / 16.0, x1 / 16.0)
+    for name, rep, images in (("report-before", rep0, images0), ("report", rep1, images1)):
+        rep.to_html(os.path.join(out, name + ".html"), images=images,
+                    title=f"simgap demo: digits {'before' if name != 'report' else 'after'} the loop")
+        rep.to_json(os.path.join(out, name + ".json"))
+        files += [os.path.join(out, name + ".html"), os.path.join(out, name + ".json")]
+    csv_path = os.path.join(out, "configs.csv")
+    atomic_write_text(csv_path, pd.DataFrame(p1).assign(label=y1).to_csv(index=False))
+    files.append(csv_path)
+    return files
+
+
+# --------------------------------------------------------------------------- the loop
+
+
 def run_demo(*, seed: int = 0, out: Any = "simgap-demo", quick: bool = False,
              threads: int = 1, progress: Any = None, file: TextIO | None = None,
              verbose: bool = True) -> DemoResult:
@@ -251,186 +442,66 @@ def run_demo(*, seed: int = 0, out: Any = "simgap-demo", quick: bool = False,
     DemoResult
     """
     import torch
-    from tqdm.auto import tqdm
-
-    from .compare import compare
-    from .embedding import Embedder
-    from .kernels import median_bandwidth
-    from .mmd import mmd2
-    from .optimize import SimOptimizer
-    from .recommend import recommend
-    from .report import atomic_write_text
-    from .space import Float
 
     t_start = time.perf_counter()
     cfg = QUICK if quick else FULL
     out = os.fspath(out)
     os.makedirs(out, exist_ok=True)
-    stream = sys.stdout if file is None else file
-
-    def say(msg: str = "") -> None:
-        if verbose:
-            print(msg, file=stream, flush=True)
-
-    timings: dict[str, float] = {}
-    clock = [time.perf_counter()]
-
-    def lap(step: str) -> None:
-        now = time.perf_counter()
-        timings[step] = timings.get(step, 0.0) + (now - clock[0])
-        clock[0] = now
-
+    log = _Log(verbose, sys.stdout if file is None else file)
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(max(1, int(threads)))
-    (s_render0, s_train0, s_explore, s_rec, s_opt, s_offsets, s_render1, s_train1,
-     s_compare) = _seeds(seed, 9)
+    seeds = _Seeds(*_seeds(seed, 9))
     try:
         real, real_labels = digits.load_real_digits()
-        say(f"simgap demo (seed {seed}{', quick' if quick else ''}; {threads} torch thread(s) for the CNN; "
-            f"output in {out}/)")
-        say(f"real data: scikit-learn's {real.shape[0]:,} handwritten digits, 8×8, values 0..16; "
-            "their labels are used only to score the classifiers")
+        log.say(f"simgap demo (seed {seed}{', quick' if quick else ''}; {threads} torch thread(s) for the CNN; "
+                f"output in {out}/)")
+        log.say(f"real data: scikit-learn's {real.shape[0]:,} handwritten digits, 8×8, values 0..16; "
+                "their labels are used only to score the classifiers")
 
-        # 1. the default configuration
-        say(f"\n[1/6] render {cfg.n_train:,} synthetic digits with the default, deliberately poor, "
-            "configuration")
-        x0, y0, p0 = digits.make_digits(cfg.n_train, digits.DEFAULT_CONFIG, seed=s_render0)
-        say("      " + ", ".join(f"{k} {lo:g}–{hi:g}" for k, (lo, hi) in digits.DEFAULT_CONFIG.items()))
-        lap("render")
-
-        # 2. train on it
-        say(f"[2/6] train a small CNN on them ({cfg.epochs} epochs)")
-        net0 = train_classifier(x0, y0, epochs=cfg.epochs, seed=s_train0, progress=progress,
-                                desc="train (round 0)")
-        acc0_real, acc0_syn = _accuracy(net0, real, real_labels), _accuracy(net0, x0, y0)
-        lap("train")
-        say(f"      accuracy: {acc0_syn:.1%} on its synthetic digits, {acc0_real:.1%} on the real ones")
-
-        # 3. embed with its penultimate layer; this space stays fixed from here on
-        embedder = Embedder(net0, layer=EMBED_LAYER, batch_size=1024)
-
-        def embed(images):
-            return embedder(_inputs(images), progress=False)
-
-        real_e = embed(real)
-        syn0_e = embed(x0)
-        sigma = median_bandwidth(real_e, seed=s_compare)
-        lap("embed")
-        say(f"[3/6] embed real and synthetic with the CNN's penultimate layer ({real_e.shape[1]}-d)")
-        say("      this network stays fixed: every gap below is measured in the same space (MMD²: "
-            f"gaussian kernel, σ = {sigma:.3g}, the median heuristic of the real set)")
+        # 1-3. the default configuration, a CNN trained on it, and its (fixed) latent space
+        x0, y0, p0, net0, acc0_real, acc0_syn = _first_round(cfg, seeds, real, real_labels, progress, log)
+        embed, real_e, syn0_e, sigma = _fixed_space(net0, real, x0, seeds, log)
 
         # 4. compare
-        say("[4/6] compare: how large is the gap, and where?")
-        compare_kw = dict(n_permutations=cfg.n_permutations, n_bootstrap=cfg.n_bootstrap,
-                          map_method="pca", seed=s_compare)
-        rep0 = compare(real_e, syn0_e, params=p0, labels=(real_labels, y0), **compare_kw)
-        before = _metrics(rep0, mmd2(real_e, syn0_e, bandwidth=sigma), acc0_real, acc0_syn)
-        lap("compare")
+        log.say("[4/6] compare: how large is the gap, and where?")
+        rep0, before = _measure(real_e, syn0_e, p0, (real_labels, y0), cfg, seeds, sigma, acc0_real, acc0_syn)
+        log.lap("compare")
         if verbose:
-            rep0.summary(file=stream)
+            rep0.summary(file=log.stream)
 
         # 5. recommend from an exploration round, then refine in a closed loop
-        say(f"[5/6] recommend: render {cfg.n_explore:,} digits across the whole parameter space and "
-            "weight them to match")
-        say("      the real digits in latent space (kernel mean matching)")
-        xe, _, pe = digits.make_digits(cfg.n_explore, digits.PARAMETERS, seed=s_explore)
-        explore_e = embed(xe)
-        lap("render")
-        space = {k: Float(lo, hi) for k, (lo, hi) in digits.PARAMETERS.items()}
-        rec = recommend(real_e, explore_e, pe, space=space, max_iter=cfg.kmm_iter, seed=s_rec)
-        lap("recommend")
-        say("      " + rec.summary().replace("\n", "\n      "))
-
-        # The closed loop moves the recommended distribution (its spread kept, as offsets from its
-        # median) to the centre that renders closest to the real digits, searching the
-        # recommended ranges.  Every configuration is rendered with the same offsets and seed
-        # (common random numbers), so the rounds compare configurations, not noise.
+        rec = _recommend(real_e, embed, cfg, seeds, log)
         rec_median = {k: float(p.value) for k, p in rec.parameters.items()}
-        offsets_tbl = rec.sample(cfg.opt_samples, seed=s_offsets)
-        offsets = {k: offsets_tbl[k].to_numpy() - rec_median[k] for k in digits.PARAMETERS}
-        opt_space = {k: Float(float(p.low), float(p.high)) for k, p in rec.parameters.items()}
-        opt_labels = np.arange(cfg.opt_samples) % 10
-
-        def simulate(centre):
-            images = digits.render_digits(opt_labels, _recentred(offsets, centre), seed=s_opt)
-            return embed(images)
-
-        opt = SimOptimizer(opt_space, real_e, strategy="tpe", batch_size=cfg.opt_batch, seed=s_opt,
-                           bandwidth=sigma)
-        start_gap = float(opt.tell([rec_median], [simulate(rec_median)])[0])
-        say(f"      closed loop (SimOptimizer, TPE): {cfg.opt_rounds} round(s) × {cfg.opt_batch} "
-            f"configurations × {cfg.opt_samples} digits; recommended centre: MMD² {start_gap:.4f}")
-        bar = tqdm(range(cfg.opt_rounds), desc="closed loop", unit="round", leave=False,
-                   disable=_disable(progress), file=sys.stderr)
-        for r in bar:
-            asked = opt.ask()
-            values = opt.tell(asked, [simulate(c) for c in asked])
-            say(f"      round {r + 1}: MMD² " + " ".join(f"{v:.4f}" for v in values)
-                + f"   best so far {opt.best_mmd2:.4f}")
-        bar.close()
-        centre = opt.best_config
-        lap("closed loop")
+        centre = _closed_loop(rec, rec_median, real_e, embed, sigma, cfg, seeds, progress, log)
 
         # 6. render from the result, retrain, re-measure
-        say(f"[6/6] render {cfg.n_train:,} digits from the new configuration, retrain, re-measure")
-        offsets_tbl = rec.sample(cfg.n_train, seed=s_offsets + 1)
-        final_offsets = {k: offsets_tbl[k].to_numpy() - rec_median[k] for k in digits.PARAMETERS}
-        p1 = _recentred(final_offsets, centre)
-        x1, y1, p1 = digits.make_digits(cfg.n_train, params=p1, seed=s_render1)
-        lap("render")
-        say("      " + ", ".join(f"{k} {_fmt_range(v)}" for k, v in p1.items()) + "  (10–90 %)")
-        net1 = train_classifier(x1, y1, epochs=cfg.epochs, seed=s_train1, progress=progress,
-                                desc="train (final)")
-        acc1_real, acc1_syn = _accuracy(net1, real, real_labels), _accuracy(net1, x1, y1)
-        lap("train")
+        x1, y1, p1, net1, acc1_real, acc1_syn = _final_round(rec, rec_median, centre, cfg, seeds, real,
+                                                             real_labels, progress, log)
         syn1_e = embed(x1)
-        rep1 = compare(real_e, syn1_e, params=p1, labels=(real_labels, y1), **compare_kw)
-        after = _metrics(rep1, mmd2(real_e, syn1_e, bandwidth=sigma), acc1_real, acc1_syn)
-        lap("compare")
+        rep1, after = _measure(real_e, syn1_e, p1, (real_labels, y1), cfg, seeds, sigma, acc1_real, acc1_syn)
+        log.lap("compare")
+        before["mmd2_final_space"], after["mmd2_final_space"] = _final_space_gaps(net1, real, x0, x1, seeds)
+        log.lap("embed")
 
-        # the same two sets re-embedded with the retrained network, as a check
-        embedder1 = Embedder(net1, layer=EMBED_LAYER, batch_size=1024)
-        real_f = embedder1(_inputs(real), progress=False)
-        sigma_f = median_bandwidth(real_f, seed=s_compare)
-        before["mmd2_final_space"] = float(mmd2(real_f, embedder1(_inputs(x0), progress=False),
-                                                bandwidth=sigma_f))
-        after["mmd2_final_space"] = float(mmd2(real_f, embedder1(_inputs(x1), progress=False),
-                                               bandwidth=sigma_f))
-        lap("embed")
+        log.say("\nbefore → after (gaps between the real digits and each round's synthetic digits;")
+        log.say("MMD² with the fixed σ above, sliced W2, Fréchet, C2ST and PRDC in the fixed space of")
+        log.say("the round-0 CNN; the second MMD² row re-embeds both rounds with the retrained CNN)")
+        log.say(format_table(before, after))
 
-        say("\nbefore → after (gaps between the real digits and each round's synthetic digits;")
-        say("MMD² with the fixed σ above, sliced W2, Fréchet, C2ST and PRDC in the fixed space of")
-        say("the round-0 CNN; the second MMD² row re-embeds both rounds with the retrained CNN)")
-        say(format_table(before, after))
-
-        # reports
-        files = []
-        images0 = (real / 16.0, x0 / 16.0)
-        images1 = (real / 16.0, x1 / 16.0)
-        for name, rep, images in (("report-before", rep0, images0), ("report", rep1, images1)):
-            rep.to_html(os.path.join(out, name + ".html"), images=images,
-                        title=f"simgap demo: digits {'before' if name != 'report' else 'after'} the loop")
-            rep.to_json(os.path.join(out, name + ".json"))
-            files += [os.path.join(out, name + ".html"), os.path.join(out, name + ".json")]
-        import pandas as pd
-
-        csv_path = os.path.join(out, "configs.csv")
-        atomic_write_text(csv_path, pd.DataFrame(p1).assign(label=y1).to_csv(index=False))
-        files.append(csv_path)
-        lap("reports")
+        files = _write_reports(out, rep0, rep1, real, x0, x1, p1, y1)
+        log.lap("reports")
         wall = time.perf_counter() - t_start
         result = DemoResult(
             seed=seed, quick=quick, before=before, after=after,
             default_config={k: list(v) for k, v in digits.DEFAULT_CONFIG.items()},
             final_config={k: float(v) for k, v in centre.items()},
-            files=files, wall_s=wall, threads=int(threads), timings=timings, settings=asdict(cfg),
+            files=files, wall_s=wall, threads=int(threads), timings=log.timings, settings=asdict(cfg),
         )
         summary_path = os.path.join(out, "summary.json")
         result.files.append(summary_path)
         atomic_write_text(summary_path, json.dumps(result.to_dict(), indent=1) + "\n")
-        say("\nwritten: " + ", ".join(result.files))
-        say(f"done in {wall:.1f} s (" + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()) + ")")
+        log.say("\nwritten: " + ", ".join(result.files))
+        log.say(f"done in {wall:.1f} s (" + ", ".join(f"{k} {v:.1f} s" for k, v in log.timings.items()) + ")")
         return result
     finally:
         torch.set_num_threads(prev_threads)

@@ -1,50 +1,41 @@
 """Embeddings from the user's own model: latent vectors for whole datasets,
 batched, streamed to disk and resumable.
 
-torch is imported lazily (on first use), so ``import simgap`` stays fast.
+The data side (lengths, batches, the model input of a batch) is in
+:mod:`simgap._batching`, the output side (the tensor to embed, pooling) in
+:mod:`simgap._pooling`.  torch is imported lazily (on first use), so
+``import simgap`` stays fast.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import itertools
 import numbers
 import os
-import sys
-from collections.abc import Iterable, Mapping
+import shutil
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from ._util.arrays import is_tensor as _is_torch_tensor
-from ._util.checks import as_positive_int
-from .store import (  # the store's public names are re-exported from here for simgap/__init__
-    EmbeddingStore,
-    StoreError,
-    _metadata_columns,
-    _StoreWriter,
-    as_embeddings,
-    load_embeddings,
-    save_embeddings,
+from ._batching import (
+    batch_len,
+    check_progress,
+    data_length,
+    iter_batches,
+    move_to,
+    progress_bar,
+    select_input,
+    shard_rows,
+    shuffles,
 )
+from ._pooling import POOLINGS, extract_tensor, pool_output
+from ._util.checks import as_positive_int
+from .distributed import shard_range
+from .store import EmbeddingStore, StoreWriter, merge_stores, metadata_columns
 
-__all__ = [
-    "POOLINGS",
-    "Embedder",
-    "EmbeddingStore",
-    "StoreError",
-    "as_embeddings",
-    "load_embeddings",
-    "save_embeddings",
-]
-
-#: The names accepted by ``Embedder(pool=...)`` (a callable is accepted too).
-POOLINGS = ("auto", "avg", "max", "flatten", "cls", "mean_tokens")
-
-# The key of a dict batch whose value, when present, masks padding tokens for
-# "mean_tokens" pooling (the Hugging Face tokenizer convention).
-MASK_KEY = "attention_mask"
+__all__ = ["POOLINGS", "Embedder"]
 
 
 class _StopForward(BaseException):
@@ -52,14 +43,6 @@ class _StopForward(BaseException):
 
     A BaseException, so that a model's own ``except Exception`` cannot swallow it.
     """
-
-
-def _is_array(obj: Any) -> bool:
-    return isinstance(obj, np.ndarray) or _is_torch_tensor(obj)
-
-
-def _is_text_list(obj: Any) -> bool:
-    return isinstance(obj, (list, tuple)) and len(obj) > 0 and all(isinstance(s, str) for s in obj)
 
 
 def _qualname(obj: Any) -> str:
@@ -70,155 +53,6 @@ def _qualname(obj: Any) -> str:
     else:
         cls = type(obj)
     return f"{cls.__module__}.{cls.__qualname__}"
-
-
-# ----------------------------------------------------------------------------
-# Output extraction and pooling
-# ----------------------------------------------------------------------------
-
-
-def _first_tensor(obj: Any, depth: int = 0) -> Any:
-    """The first tensor in a (nested) tuple / list / dict / dataclass, or None."""
-    if _is_torch_tensor(obj):
-        return obj
-    if depth > 4:
-        return None
-    if isinstance(obj, Mapping):
-        values: Iterable[Any] = obj.values()
-    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        values = (getattr(obj, f.name) for f in dataclasses.fields(obj))
-    elif isinstance(obj, (tuple, list)):
-        values = obj
-    else:
-        return None
-    for v in values:
-        t = _first_tensor(v, depth + 1)
-        if t is not None:
-            return t
-    return None
-
-
-def _extract_tensor(out: Any, output_key: Any) -> Any:
-    """The tensor to pool from a model or layer output (tensor, tuple, dict or dataclass)."""
-    if output_key is not None:
-        try:
-            if isinstance(output_key, str):
-                if isinstance(out, Mapping):
-                    picked = out[output_key]
-                elif hasattr(out, output_key):
-                    picked = getattr(out, output_key)
-                else:
-                    raise KeyError(output_key)
-            else:
-                picked = out[output_key]
-        except (KeyError, IndexError, TypeError):
-            if isinstance(out, Mapping):
-                have = f"keys {list(out.keys())}"
-            elif dataclasses.is_dataclass(out):
-                have = f"fields {[f.name for f in dataclasses.fields(out)]}"
-            elif isinstance(out, (tuple, list)):
-                have = f"{len(out)} elements"
-            else:
-                have = f"type {type(out).__name__}"
-            raise ValueError(f"output_key {output_key!r} is not in the model output ({have})") from None
-        out = picked
-    tensor = _first_tensor(out)
-    if tensor is None:
-        raise TypeError(
-            f"the captured output is a {type(out).__name__} holding no tensor; pass output_key= "
-            "to pick the part to embed"
-        )
-    return tensor
-
-
-def _pool(out: Any, pool: Any, mask: Any) -> Any:
-    """(N, ...) tensor -> (N, D) float32 tensor; see Embedder for the rules."""
-    import torch
-
-    if callable(pool):
-        res = pool(out)
-        if not _is_torch_tensor(res):
-            res = torch.as_tensor(np.asarray(res))
-        if res.dim() != 2:
-            raise ValueError(f"pool returned shape {tuple(res.shape)}; a pooling callable must return (N, D)")
-        return res.float()
-    x = out.float()
-    n = x.shape[0] if x.dim() else 0
-    if x.dim() == 0:
-        raise ValueError("the captured output is a scalar; it needs a batch axis to be embedded")
-    if pool == "auto":
-        pool = {1: "flatten", 2: "flatten", 3: "mean_tokens"}.get(x.dim(), "avg")
-    if pool == "flatten":
-        return x.reshape(n, -1)
-    if pool in ("avg", "max"):
-        if x.dim() <= 2:
-            return x.reshape(n, -1)
-        axes = tuple(range(2, x.dim()))
-        return x.mean(dim=axes) if pool == "avg" else x.amax(dim=axes)
-    # token poolings: (N, T, D)
-    if x.dim() != 3:
-        raise ValueError(
-            f"pool={pool!r} needs a (N, T, D) token output but the captured output has shape "
-            f"{tuple(x.shape)}; use 'avg', 'max' or 'flatten'"
-        )
-    if pool == "cls":
-        return x[:, 0]
-    if mask is None:
-        return x.mean(dim=1)
-    m = mask.to(device=x.device, dtype=x.dtype)
-    if tuple(m.shape) != tuple(x.shape[:2]):
-        raise ValueError(
-            f"the {MASK_KEY} of the batch has shape {tuple(m.shape)} but the captured token "
-            f"output has shape {tuple(x.shape)}; they must agree on (N, T)"
-        )
-    counts = m.sum(dim=1, keepdim=True).clamp_min(1.0)
-    return (x * m.unsqueeze(-1)).sum(dim=1) / counts
-
-
-# ----------------------------------------------------------------------------
-# Batches
-# ----------------------------------------------------------------------------
-
-
-def _slice_rows(obj: Any, start: int, stop: int, n: int) -> Any:
-    """Rows [start:stop) of every part of a batch whose leading size is n."""
-    if _is_array(obj):
-        return obj[start:stop] if obj.ndim and obj.shape[0] == n else obj
-    if isinstance(obj, Mapping):
-        return {k: _slice_rows(v, start, stop, n) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        if len(obj) == n and (not obj or not _is_array(obj[0]) and not isinstance(obj[0], (Mapping, list, tuple))):
-            return obj[start:stop]
-        return type(obj)(_slice_rows(v, start, stop, n) for v in obj)
-    return obj
-
-
-def _progress_bar(progress: Any, total: int | None, initial: int):
-    from tqdm import tqdm
-
-    if progress is None:
-        stream = sys.stderr
-        enabled = bool(stream is not None and hasattr(stream, "isatty") and stream.isatty())
-    elif progress is True:
-        stream, enabled = sys.stderr, sys.stderr is not None
-    elif progress is False:
-        stream, enabled = sys.stderr, False
-    else:
-        stream, enabled = progress, True
-    return tqdm(
-        total=total, initial=initial, unit="samples", file=stream,
-        disable=not enabled, desc="embedding", dynamic_ncols=False, smoothing=0.1,
-    )
-
-
-def _check_progress(progress: Any) -> None:
-    if progress is None or isinstance(progress, bool):
-        return
-    if not callable(getattr(progress, "write", None)):
-        raise TypeError(
-            f"progress must be None (a bar on a terminal), True, False or a file object with "
-            f"write(); got {type(progress).__name__}"
-        )
 
 
 _SENTENCE_MODULE = None
@@ -248,28 +82,21 @@ def _sentence_transformer_module():
     return _SENTENCE_MODULE
 
 
+def _agree(error: str | None, world: int, group: Any) -> None:
+    """Raise on every rank when any rank failed (``error``: this rank's failure, or None)."""
+    import torch.distributed as dist
+
+    errors: list = [None] * world
+    dist.all_gather_object(errors, error, group=group)
+    bad = [(r, e) for r, e in enumerate(errors) if e]
+    if bad:
+        raise RuntimeError("; ".join(f"rank {r}: {e}" for r, e in bad))
+
+
 # ----------------------------------------------------------------------------
 # The Embedder
 # ----------------------------------------------------------------------------
 
-
-
-def _shuffles(loader: Any) -> bool:
-    """Whether a DataLoader's rows come in a random order: a random sampler
-    (RandomSampler, SubsetRandomSampler, WeightedRandomSampler, a
-    DistributedSampler with shuffle=True), also inside its batch sampler."""
-    from torch.utils.data import RandomSampler, SubsetRandomSampler, WeightedRandomSampler
-    from torch.utils.data.distributed import DistributedSampler
-
-    samplers = [getattr(loader, "sampler", None)]
-    batch_sampler = getattr(loader, "batch_sampler", None)
-    samplers.append(getattr(batch_sampler, "sampler", batch_sampler))
-    for s in samplers:
-        if isinstance(s, (RandomSampler, SubsetRandomSampler, WeightedRandomSampler)):
-            return True
-        if isinstance(s, DistributedSampler) and getattr(s, "shuffle", False):
-            return True
-    return False
 
 class Embedder:
     """Latent vectors of a dataset from the user's own model.
@@ -387,7 +214,7 @@ class Embedder:
                 raise TypeError(f"{name} must be a str, an int or None; got {type(key).__name__}")
         self.input_key = input_key
         self.output_key = output_key
-        _check_progress(progress)
+        check_progress(progress)
         self.progress = progress
         self._model_name = _qualname(model)
 
@@ -522,151 +349,6 @@ class Embedder:
             f"batch_size={c['batch_size']}, device={self.device}, amp={self.amp})"
         )
 
-    # -- data ---------------------------------------------------------------------
-
-    def _length(self, data: Any) -> int | None:
-        """The number of samples ``data`` will give, when it is known without iterating."""
-        from torch.utils.data import DataLoader, Dataset, IterableDataset
-
-        if _is_array(data):
-            return int(data.shape[0]) if data.ndim else None
-        if _is_text_list(data):
-            return len(data)
-        if isinstance(data, Mapping):
-            return self._mapping_length(data)
-        if isinstance(data, DataLoader):
-            if isinstance(data.dataset, IterableDataset) or data.batch_size is None:
-                return None
-            try:
-                n = len(data.sampler)
-            except TypeError:
-                return None
-            return (n // data.batch_size) * data.batch_size if data.drop_last else n
-        if isinstance(data, Dataset) and not isinstance(data, IterableDataset):
-            try:
-                return len(data)  # type: ignore[arg-type]
-            except TypeError:
-                return None
-        return None
-
-    @staticmethod
-    def _mapping_length(data: Mapping) -> int:
-        lengths = {k: v.shape[0] for k, v in data.items() if _is_array(v) and v.ndim}
-        if not lengths:
-            raise TypeError("data is a dict without arrays or tensors; expected a dict of (N, ...) arrays")
-        if len(set(lengths.values())) > 1:
-            raise ValueError(f"data is a dict of arrays with different lengths: {lengths}")
-        return next(iter(lengths.values()))
-
-    def _batches(self, data: Any, skip: int) -> Iterable[Any]:
-        """The batches of ``data``, with its first ``skip`` samples left out."""
-        from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
-
-        bs = self.batch_size
-        if data is None:
-            raise TypeError("data must be an array, a tensor, a Dataset, a DataLoader or an iterable of batches; got None")
-        if isinstance(data, (str, bytes)):
-            raise TypeError("data is a single string; pass a list of strings")
-        if _is_array(data):
-            if data.ndim == 0:
-                raise ValueError("data is a 0-d array; it needs a leading sample axis")
-            if isinstance(data, np.ndarray) and data.dtype.kind not in "biufUS":
-                raise TypeError(f"data has dtype {data.dtype}; expected numbers (or strings for text models)")
-            n = data.shape[0]
-            return (data[i : i + bs] for i in range(skip, n, bs))
-        if _is_text_list(data):
-            return (list(data[i : i + bs]) for i in range(skip, len(data), bs))
-        if isinstance(data, Mapping):
-            n = self._mapping_length(data)
-            return (_slice_rows(data, i, i + bs, n) for i in range(skip, n, bs))
-        if isinstance(data, DataLoader):
-            return self._skip(data, skip)
-        if isinstance(data, IterableDataset):
-            return self._skip(DataLoader(data, batch_size=bs), skip)
-        if isinstance(data, Dataset):
-            try:
-                n = len(data)  # type: ignore[arg-type]
-            except TypeError:
-                raise TypeError("data is a map-style Dataset without __len__; wrap it in a DataLoader") from None
-            return DataLoader(Subset(data, range(skip, n)) if skip else data, batch_size=bs)
-        if isinstance(data, (list, tuple)) and not data:
-            return iter(())
-        if isinstance(data, Iterable):
-            return self._skip(data, skip)
-        raise TypeError(
-            "data must be an array, a tensor, a Dataset, a DataLoader or an iterable of batches; "
-            f"got {type(data).__name__}"
-        )
-
-    def _skip(self, batches: Iterable[Any], skip: int) -> Iterable[Any]:
-        seen = 0
-        for batch in batches:
-            if seen >= skip:
-                yield batch
-                continue
-            n = self._batch_len(batch)
-            if seen + n > skip:
-                batch = _slice_rows(batch, skip - seen, n, n)
-            seen += n
-            if seen > skip:
-                yield batch
-        if seen < skip:
-            raise ValueError(
-                f"data has {seen} samples but the interrupted store already holds {skip} rows; resume needs "
-                "the same data as the interrupted run (or pass overwrite=True to start again)"
-            )
-
-    def _select(self, batch: Any) -> tuple[Any, bool, Any]:
-        """(model input, call with **kwargs?, attention mask or None) of one batch."""
-        key = self.input_key
-        if isinstance(batch, Mapping):
-            mask = batch.get(MASK_KEY)
-            if key is None:
-                return dict(batch), True, mask
-            if key not in batch:
-                raise ValueError(f"input_key {key!r} is not a key of the batch; its keys are {list(batch)}")
-            return batch[key], False, mask
-        if _is_array(batch) or _is_text_list(batch):
-            if isinstance(key, str):
-                raise ValueError(f"input_key {key!r} names a key of dict batches, but the batches are "
-                                 f"{type(batch).__name__}s; leave input_key=None")
-            return batch, False, None
-        if isinstance(batch, (list, tuple)):
-            if not batch:
-                raise ValueError("a batch is an empty tuple; expected (x, ...) or a tensor")
-            if isinstance(key, numbers.Integral):
-                if not -len(batch) <= key < len(batch):
-                    raise ValueError(f"input_key {key} is out of range for a batch of {len(batch)} parts")
-                first = batch[key]
-            else:
-                first = batch[0]
-            if isinstance(first, Mapping):
-                return self._select(first)
-            if isinstance(key, str):
-                raise ValueError(f"input_key {key!r} names a key of dict batches, but the batches are tuples "
-                                 f"whose first part is a {type(first).__name__}; leave input_key=None or give "
-                                 "the position of the model's input (an int)")
-            return first, False, None
-        raise TypeError(
-            f"a batch of type {type(batch).__name__} is not supported; batches must be tensors, "
-            "arrays, lists of strings, (x, y, ...) tuples or dicts"
-        )
-
-    def _batch_len(self, batch: Any) -> int:
-        x, kwargs, _ = self._select(batch)
-        if kwargs:
-            for v in x.values():
-                if _is_array(v) and v.ndim:
-                    return int(v.shape[0])
-            raise ValueError(f"cannot tell the batch size of a dict batch with keys {list(x)}; pass input_key")
-        if _is_array(x):
-            if x.ndim == 0:
-                raise ValueError("a batch is a 0-d array; it needs a leading sample axis")
-            return int(x.shape[0])
-        if isinstance(x, (list, tuple)):
-            return len(x)
-        raise TypeError(f"cannot tell the batch size of a model input of type {type(x).__name__}")
-
     # -- running ------------------------------------------------------------------
 
     def _device_for_call(self) -> Any:
@@ -694,27 +376,21 @@ class Embedder:
                     return p.dtype
         return None
 
-    @staticmethod
-    def _move(obj: Any, device: Any, float_dtype: Any) -> Any:
+    def _autocast(self, device: Any) -> Callable | None:
+        """With ``amp``: a factory of ``torch.autocast`` contexts (float16 on CUDA, bfloat16
+        elsewhere); None without."""
         import torch
 
-        if isinstance(obj, np.ndarray):
-            if obj.dtype.kind in "USO":
-                return obj.tolist()
-            obj = torch.from_numpy(np.ascontiguousarray(obj))
-        if _is_torch_tensor(obj):
-            if float_dtype is not None and obj.is_floating_point() and obj.dtype != float_dtype:
-                return obj.to(device=device, dtype=float_dtype, non_blocking=True)
-            return obj.to(device=device, non_blocking=True)
-        if isinstance(obj, Mapping):
-            return {k: Embedder._move(v, device, float_dtype) for k, v in obj.items()}
-        return obj
+        if not self.amp:
+            return None
+        amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+        return lambda: torch.autocast(device_type=device.type, dtype=amp_dtype)
 
     def _run(self, data: Any, *, skip: int, total: int | None, progress: Any, on_batch: Callable) -> int:
         """Embed every batch of ``data`` after the first ``skip`` samples; returns the count."""
         import torch
 
-        batches = self._batches(data, skip)
+        batches = iter_batches(data, skip, self.batch_size, self.input_key)
         device = self._device_for_call()
         float_dtype = self._float_dtype()
         model = self.model
@@ -722,12 +398,8 @@ class Embedder:
         captured: list[Any] = []
         handle = None
         done = 0
-        bar = _progress_bar(self.progress if progress is None else progress, total, skip)
-        if self.amp:
-            amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-            autocast = lambda: torch.autocast(device_type=device.type, dtype=amp_dtype)  # noqa: E731
-        else:
-            autocast = None
+        bar = progress_bar(self.progress if progress is None else progress, total, skip)
+        autocast = self._autocast(device)
         try:
             if self._is_module:
                 model.eval()
@@ -740,38 +412,10 @@ class Embedder:
                 handle = self._layer_module.register_forward_hook(hook)
             with torch.inference_mode():
                 for batch in batches:
-                    n = self._batch_len(batch)
+                    n = batch_len(batch, self.input_key)
                     if n == 0:
                         continue
-                    x, as_kwargs, mask = self._select(batch)
-                    x = self._move(x, device, float_dtype)
-                    captured.clear()
-                    out = None
-                    try:
-                        if autocast is not None:
-                            with autocast():
-                                out = model(**x) if as_kwargs else model(x)
-                        else:
-                            out = model(**x) if as_kwargs else model(x)
-                    except _StopForward:
-                        pass
-                    if self._layer_module is not None:
-                        if not captured:
-                            raise RuntimeError(
-                                f"layer {self.layer!r} was not called during the forward pass, "
-                                "so there is no output to embed"
-                            )
-                        out = captured[0]
-                    tensor = _extract_tensor(out, self.output_key)
-                    if mask is not None:
-                        mask = self._move(mask, tensor.device, None)
-                    emb = _pool(tensor, self.pool, mask)
-                    if emb.shape[0] != n:
-                        raise ValueError(
-                            f"pooling gave {emb.shape[0]} rows for a batch of {n} samples; the "
-                            "captured output must have the batch on its first axis"
-                        )
-                    on_batch(emb)
+                    on_batch(self._embed_batch(batch, n, device, float_dtype, autocast, captured))
                     done += n
                     bar.update(n)
         finally:
@@ -781,6 +425,42 @@ class Embedder:
                 module.training = training
             bar.close()
         return done
+
+    def _embed_batch(self, batch: Any, n: int, device: Any, float_dtype: Any, autocast: Callable | None,
+                     captured: list) -> Any:
+        """The (n, D) embeddings of one batch of n samples: its model input moved to
+        ``device``, the forward pass (stopped after ``layer``, whose output the hook
+        appends to ``captured``), the tensor to embed, pooled."""
+        model = self.model
+        x, as_kwargs, mask = select_input(batch, self.input_key)
+        x = move_to(x, device, float_dtype)
+        captured.clear()
+        out = None
+        try:
+            if autocast is not None:
+                with autocast():
+                    out = model(**x) if as_kwargs else model(x)
+            else:
+                out = model(**x) if as_kwargs else model(x)
+        except _StopForward:
+            pass
+        if self._layer_module is not None:
+            if not captured:
+                raise RuntimeError(
+                    f"layer {self.layer!r} was not called during the forward pass, "
+                    "so there is no output to embed"
+                )
+            out = captured[0]
+        tensor = extract_tensor(out, self.output_key)
+        if mask is not None:
+            mask = move_to(mask, tensor.device, None)
+        emb = pool_output(tensor, self.pool, mask)
+        if emb.shape[0] != n:
+            raise ValueError(
+                f"pooling gave {emb.shape[0]} rows for a batch of {n} samples; the "
+                "captured output must have the batch on its first axis"
+            )
+        return emb
 
     # -- public entry points ----------------------------------------------------------
 
@@ -818,7 +498,7 @@ class Embedder:
 
         if not isinstance(to_numpy, bool):
             raise TypeError(f"to_numpy must be a bool, got {type(to_numpy).__name__}")
-        _check_progress(progress)
+        check_progress(progress)
         parts: list[Any] = []
 
         def keep(emb: Any) -> None:
@@ -827,7 +507,7 @@ class Embedder:
             else:
                 parts.append(emb.detach().float())
 
-        self._run(data, skip=0, total=self._length(data), progress=progress, on_batch=keep)
+        self._run(data, skip=0, total=data_length(data), progress=progress, on_batch=keep)
         if not parts:
             raise ValueError("data contains no samples; nothing to embed")
         if to_numpy:
@@ -836,13 +516,10 @@ class Embedder:
 
     def _to_store_distributed(self, data, path, *, metadata, resume, overwrite, progress,
                               checkpoint_every, group) -> EmbeddingStore:
-        import shutil
-        from pathlib import Path
-
+        """:meth:`to_store` with ``distributed=True``: each rank's shard into
+        ``<path>.parts/rankNNNNN``, then rank 0 merges the parts; an error on any rank is
+        raised on every rank."""
         import torch.distributed as dist
-        from torch.utils.data import Dataset, IterableDataset, Subset
-
-        from .distributed import merge_stores, shard_range
 
         if not (dist.is_available() and dist.is_initialized()):
             raise RuntimeError(
@@ -850,38 +527,10 @@ class Embedder:
                 "(launch with torchrun and call torch.distributed.init_process_group)"
             )
         rank, world = dist.get_rank(group), dist.get_world_size(group)
-        cols = _metadata_columns(metadata)
-        if _is_array(data):
-            n = int(data.shape[0])
-        elif isinstance(data, Mapping):
-            n = self._mapping_length(data)
-        elif isinstance(data, Dataset) and not isinstance(data, IterableDataset):
-            n = len(data)  # type: ignore[arg-type]
-        else:
-            raise ValueError(
-                "data: distributed=True needs data with a length (an array, a tensor, a dict of "
-                "arrays or a map-style Dataset)"
-            )
-        start, stop = shard_range(n, rank, world)
-        if _is_array(data):
-            shard = data[start:stop]
-        elif isinstance(data, Mapping):
-            shard = {k: v[start:stop] for k, v in data.items()}
-        else:
-            shard = Subset(data, range(start, stop))
-        part_meta = None if cols is None else {k: v[start:stop] for k, v in cols.items()}
+        n, start, stop, shard, part_meta = shard_rows(data, metadata_columns(metadata), rank, world)
         path = Path(path)
         parts = Path(str(path) + ".parts")
         part = parts / f"rank{rank:05d}"
-
-        def agree(error: str | None) -> None:
-            """Raise on every rank when any rank failed."""
-            errors: list = [None] * world
-            dist.all_gather_object(errors, error, group=group)
-            bad = [(r, e) for r, e in enumerate(errors) if e]
-            if bad:
-                raise RuntimeError("; ".join(f"rank {r}: {e}" for r, e in bad))
-
         done = (path / "manifest.json").exists() and resume
         error = None
         try:
@@ -891,7 +540,7 @@ class Embedder:
                               checkpoint_every=checkpoint_every)
         except Exception as exc:  # reported to every rank below
             error = f"{type(exc).__name__}: {exc}"
-        agree(error)
+        _agree(error, world, group)
         error = None
         if rank == 0 and not done:
             try:
@@ -901,7 +550,7 @@ class Embedder:
                 shutil.rmtree(parts, ignore_errors=True)
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"
-        agree(error)
+        _agree(error, world, group)
         return EmbeddingStore(path)
 
     def to_store(
@@ -989,38 +638,48 @@ class Embedder:
         >>> x.shape
         (100, 3)
         """
-        from torch.utils.data import DataLoader
-
         if distributed:
             return self._to_store_distributed(
                 data, path, metadata=metadata, resume=resume, overwrite=overwrite,
                 progress=progress, checkpoint_every=checkpoint_every, group=group,
             )
-        cols = _metadata_columns(metadata)
+        cols = metadata_columns(metadata)
         checkpoint_every = as_positive_int(checkpoint_every, "checkpoint_every")
-        _check_progress(progress)
-        if isinstance(data, DataLoader) and _shuffles(data):
-            raise ValueError(
-                "data is a shuffling DataLoader (its sampler draws rows at random); to_store records "
-                "rows by position (and resume skips by position), so build it with shuffle=False and "
-                "a sequential sampler"
-            )
-        # validate data before touching the disk
-        self._batches(data, 0)
-        total = self._length(data)
+        check_progress(progress)
+        total = self._check_store_data(data)
         info = self.config()
         info["source"] = "simgap.Embedder"
-        writer = _StoreWriter(
+        writer = StoreWriter(
             path, info=info, resume=resume, overwrite=overwrite, metadata=cols,
             expected_count=total, checkpoint_every=checkpoint_every,
         )
         skip = writer.start()
         if writer.complete:
             return writer.finish()
+        return self._write_rows(writer, data, skip=skip, total=total, progress=progress)
+
+    def _check_store_data(self, data: Any) -> int | None:
+        """Check ``data`` before touching the disk: rows in a fixed order (they are recorded,
+        and skipped on resume, by position) and batches that can be made; returns its
+        length when known."""
+        from torch.utils.data import DataLoader
+
+        if isinstance(data, DataLoader) and shuffles(data):
+            raise ValueError(
+                "data is a shuffling DataLoader (its sampler draws rows at random); to_store records "
+                "rows by position (and resume skips by position), so build it with shuffle=False and "
+                "a sequential sampler"
+            )
+        iter_batches(data, 0, self.batch_size, self.input_key)
+        return data_length(data)
+
+    def _write_rows(self, writer: StoreWriter, data: Any, *, skip: int, total: int | None,
+                    progress: Any) -> EmbeddingStore:
+        """Embed ``data`` after its first ``skip`` samples into ``writer`` and finish the store;
+        on any exception (Ctrl-C included) the writer keeps the rows written so far for a resume."""
+        import torch
 
         def write(emb: Any) -> None:
-            import torch
-
             writer.append(emb.detach().to("cpu", torch.float32).numpy())
 
         try:

@@ -13,40 +13,37 @@ from __future__ import annotations
 
 import math
 import numbers
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
 
-from ._ops.backend import device_of
-from ._ops.cuda import device_pair
-from ._util.arrays import like, take_rows, to_host
-from ._ops.inputs import as_matrix, cast, check_same_features, common_dtype
+from ._coverage import edge_warning, unreached_real, weighted_quantile
+from ._kmm import KMMObjective, classifier_weights, host_contract, solve_kmm
+from ._ops.inputs import as_pair, device_of
+from ._util.arrays import to_host
 from ._util.checks import as_positive_int
-from .kernels import _bandwidth_values, kernel_contract, median_bandwidth
-from .metrics import nearest_neighbors
+from ._ops.spec import bandwidth_values as _bandwidth_values
+from .kernels import median_bandwidth
 from .space import (
     Categorical,
     Int,
     as_space,
     as_table,
     check_table,
+    from_scale,
     infer_space,
     space_frame,
     space_to_dict,
+    to_scale,
 )
 
 __all__ = ["ParameterRecommendation", "Recommendation", "recommend"]
 
+
 _METHODS = ("kmm", "classifier")
 _KMM_KERNELS = ("gaussian", "laplacian", "imq")
-_EDGE_BAND = 0.1          # the top / bottom 10 % of explored configurations
-_EDGE_RATIO = 2.0         # weight per configuration in the edge band, relative to uniform
-_EDGE_STEP = 1.5          # ... and relative to the band next to it
-_EDGE_Z = 2.0             # ... and that many standard errors above uniform
 _LOW_ESS = 10.0
-_UNREACHED_K = 5
 
 
 # --------------------------------------------------------------------------- results
@@ -246,15 +243,15 @@ class Recommendation:
                 col[:] = list(v)
                 cols[name] = col
                 continue
-            t = _forward(v.astype(np.float64), p)
-            lo, hi = _forward(np.array([p.low, p.high], dtype=np.float64), p)
+            t = to_scale(v.astype(np.float64), p)
+            lo, hi = to_scale(np.array([p.low, p.high], dtype=np.float64), p)
             if isinstance(p, Int):  # a unit cell around each integer
                 cell = np.array([p.low - 0.5, p.high + 0.5])
-                lo, hi = _forward(np.maximum(cell, 0.5) if p.log else cell, p)
+                lo, hi = to_scale(np.maximum(cell, 0.5) if p.log else cell, p)
             h = self.jitter_bandwidths[name] * float(jitter)
             out = v.astype(np.float64)
             if h > 0 and hi > lo:
-                out = _inverse(_reflect(t + rng.normal(0.0, h, size=n), lo, hi), p)
+                out = from_scale(_reflect(t + rng.normal(0.0, h, size=n), lo, hi), p)
             if isinstance(p, Int):
                 cols[name] = np.clip(np.round(out), p.low, p.high).astype(np.int64)
             else:
@@ -287,8 +284,8 @@ class Recommendation:
         n_points = as_positive_int(n_points, "n_points", minimum=2)
         grid = np.exp(np.linspace(np.log(p.low), np.log(p.high), n_points)) if p.log \
             else np.linspace(p.low, p.high, n_points)
-        t = _forward(self.configs[name].to_numpy().astype(np.float64), p)
-        tg = _forward(grid, p)
+        t = to_scale(self.configs[name].to_numpy().astype(np.float64), p)
+        tg = to_scale(grid, p)
         h = max(self.jitter_bandwidths[name], 1e-12 * max(1.0, float(np.abs(tg).max())))
         lo, hi = float(tg[0]), float(tg[-1])
         dens = np.zeros(n_points)
@@ -303,40 +300,10 @@ class Recommendation:
 # --------------------------------------------------------------------------- helpers
 
 
-def _forward(v: np.ndarray, p: Any) -> np.ndarray:
-    return np.log(v) if getattr(p, "log", False) else v
-
-
-def _inverse(t: np.ndarray, p: Any) -> np.ndarray:
-    return np.exp(t) if getattr(p, "log", False) else t
-
-
 def _reflect(t: np.ndarray, lo: float, hi: float) -> np.ndarray:
     span = hi - lo
     u = np.mod(t - lo, 2.0 * span)
     return lo + np.where(u > span, 2.0 * span - u, u)
-
-
-def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Quantiles of a weighted sample: the CDF through the midpoints of the weight steps."""
-    order = np.argsort(values, kind="stable")
-    v, w = values[order], weights[order]
-    keep = w > 0
-    v, w = v[keep], w[keep]
-    cdf = np.cumsum(w) - 0.5 * w
-    cdf /= w.sum()
-    return np.interp(q, cdf, v)
-
-
-def _project_simplex(v: np.ndarray) -> np.ndarray:
-    """Euclidean projection onto {a >= 0, sum a = 1} (Duchi et al., 2008)."""
-    u = np.sort(v)[::-1]
-    css = np.cumsum(u) - 1.0
-    ind = np.arange(1, v.size + 1)
-    cond = u - css / ind > 0
-    rho = ind[cond][-1]
-    theta = css[cond][-1] / rho
-    return np.maximum(v - theta, 0.0)
 
 
 def _group_codes(columns: Mapping[str, np.ndarray], m: int) -> np.ndarray:
@@ -358,226 +325,174 @@ def _group_codes(columns: Mapping[str, np.ndarray], m: int) -> np.ndarray:
     return rank[inv]
 
 
-def _contract(a, b, w: np.ndarray, **kw) -> np.ndarray:
-    """K(a, b) @ w as a float64 NumPy array, computed where a and b are (CPU or GPU)."""
-    return to_host(kernel_contract(a, b, like(w, a), **kw))
+def _check_data(real: Any, synthetic: Any) -> tuple[Any, Any, np.ndarray, np.ndarray]:
+    """(real, synthetic) checked, in one dtype, where the kernel sums and neighbours run
+    (CUDA tensors stay on their GPU), and their host copies (for the classifier)."""
+    rk, sk = as_pair(real, synthetic, "real", "synthetic", device=device_of(real=real, synthetic=synthetic))
+    ra, sa = to_host(rk), to_host(sk)
+    if ra.shape[0] < 2:
+        raise ValueError("real has 1 row; at least 2 are needed")
+    if sa.shape[0] < 2:
+        raise ValueError("synthetic has 1 row; at least 2 are needed")
+    return rk, sk, ra, sa
 
 
-class _Objective:
-    """f(w) = || sum_i w_i phi(s_i) - sum_j a_j phi(r_j) ||^2 = w'Kw - 2 w'b + c, with the
-    configuration tie w = G alpha; every K-vector product is one fused contraction."""
-
-    def __init__(self, syn, real, real_w, kernel, sigma, groups, sizes):
-        self.syn, self.kw = syn, dict(kernel=kernel, bandwidth=sigma)
-        self.groups, self.sizes = groups, sizes
-        self.b = _contract(syn, real, real_w, **self.kw)
-        self.c = float(real_w @ _contract(real, real, real_w, **self.kw))
-
-    def to_w(self, alpha):
-        return alpha[self.groups] / self.sizes[self.groups]
-
-    def to_alpha_grad(self, g):
-        return np.bincount(self.groups, weights=g, minlength=self.sizes.size) / self.sizes
-
-    def K(self, w):
-        return _contract(self.syn, self.syn, w, **self.kw)
-
-    def value(self, w, Kw, b=None, c=None):
-        b = self.b if b is None else b
-        c = self.c if c is None else c
-        return float(w @ Kw - 2.0 * (w @ b) + c)
+def _check_params(params: Any, space: Any, m: int) -> tuple[dict, dict]:
+    """The parameter space (declared, or inferred from ``params``) and the checked columns of ``params``."""
+    table = as_table(params, "params")
+    rows = next(iter(table.values())).shape[0]
+    if rows != m:
+        raise ValueError(f"params has {rows} rows but synthetic has {m}; give one row per synthetic sample")
+    if space is None:
+        space_ = infer_space(table, "params")
+    else:
+        space_ = as_space(space, "space")
+    return space_, check_table(table, space_, "params", "space")
 
 
-def _lipschitz(obj: _Objective, n_groups: int, max_iter: int = 50) -> float:
-    """2 lambda_max(G'KG) by power iteration (from the all-ones vector, the Perron
-    vector's neighbour for a non-negative kernel), with a 2 % margin."""
-    v = np.full(n_groups, 1.0 / math.sqrt(n_groups))
-    lam = 0.0
-    for _ in range(max_iter):
-        u = obj.to_alpha_grad(obj.K(obj.to_w(v)))
-        new = float(np.linalg.norm(u))
-        if new <= 0:
-            return 1.0
-        v = u / new
-        if abs(new - lam) <= 1e-4 * new:
-            lam = new
-            break
-        lam = new
-    return 2.0 * lam * 1.02
+def _check_options(method, kernel, bandwidth, tie_configs, exclude_unreached, interval, max_iter, tol, C,
+                   n_features, n_folds, rk, sk, seed) -> tuple[str, str, float, int, int, int]:
+    """The options checked: (method, kernel, bandwidth, max_iter, n_features, n_folds), the
+    bandwidth resolved ("median": the median heuristic of both sets pooled)."""
+    if not isinstance(method, str) or method.lower() not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}; got {method!r}")
+    method = method.lower()
+    if not isinstance(kernel, str) or kernel.lower() not in _KMM_KERNELS:
+        raise ValueError(f"kernel must be one of {_KMM_KERNELS} (a positive characteristic kernel); got {kernel!r}")
+    kernel = kernel.lower()
+    if method == "classifier" and kernel != "gaussian":
+        raise ValueError("kernel: method='classifier' uses gaussian random features; leave kernel='gaussian'")
+    values = _bandwidth_values(bandwidth, kernel)
+    if values is not None and len(values) != 1:
+        raise ValueError("bandwidth must be 'median' or one positive number")
+    sigma = float(values[0]) if values is not None else median_bandwidth(rk, sk, seed=seed)
+    for flag, nm in ((tie_configs, "tie_configs"), (exclude_unreached, "exclude_unreached")):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise TypeError(f"{nm} must be a bool, got {type(flag).__name__}")
+    if isinstance(interval, bool) or not isinstance(interval, numbers.Real) or not 0 < interval < 1:
+        raise ValueError(f"interval must be a number in (0, 1), got {interval!r}")
+    max_iter = as_positive_int(max_iter, "max_iter")
+    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not tol > 0:
+        raise ValueError(f"tol must be a positive number, got {tol!r}")
+    if isinstance(C, bool) or not isinstance(C, numbers.Real) or not C > 0:
+        raise ValueError(f"C must be a positive number, got {C!r}")
+    n_features = as_positive_int(n_features, "n_features")
+    n_folds = as_positive_int(n_folds, "n_folds", minimum=2)
+    return method, kernel, sigma, max_iter, n_features, n_folds
 
 
-def _kmm(obj: _Objective, n_groups: int, max_iter: int, tol: float) -> tuple[np.ndarray, dict]:
-    """Accelerated projected gradient (FISTA with adaptive restart, O'Donoghue & Candes 2015)
-    on the simplex of configuration weights alpha.
-
-    Stopping rule: the Frank-Wolfe duality gap  g(alpha) = grad.alpha - min_k grad_k,
-    an upper bound on f(alpha) - f*, falls to ``tol * f(uniform)``; or ``max_iter``
-    iterations.
-    """
-    L = _lipschitz(obj, n_groups)
-    x = obj.sizes / obj.sizes.sum()          # uniform sample weights
-    Kx = obj.K(obj.to_w(x))
-    fx = obj.value(obj.to_w(x), Kx)
-    f0 = fx
-    y, Ky, t = x.copy(), Kx.copy(), 1.0
-    gap = math.inf
-    n_iter = 0
-    threshold = tol * max(f0, 1e-300)
-    for n_iter in range(1, max_iter + 1):
-        grad_y = 2.0 * obj.to_alpha_grad(Ky - obj.b)
-        x_new = _project_simplex(y - grad_y / L)
-        w_new = obj.to_w(x_new)
-        Kx_new = obj.K(w_new)
-        f_new = obj.value(w_new, Kx_new)
-        if f_new > fx and t > 1.0:  # momentum overshoots: restart from x
-            y, Ky, t = x, Kx, 1.0
-            continue
-        grad_x = 2.0 * obj.to_alpha_grad(Kx_new - obj.b)
-        gap = float(grad_x @ x_new - grad_x.min())
-        t_new = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * t * t))
-        beta = (t - 1.0) / t_new
-        y = x_new + beta * (x_new - x)
-        Ky = Kx_new + beta * (Kx_new - Kx)
-        x, Kx, fx, t = x_new, Kx_new, f_new, t_new
-        if gap <= threshold:
-            break
-    # y may leave the simplex through momentum; x never does.
-    return x, {"n_iter": n_iter, "converged": bool(gap <= threshold), "duality_gap": gap,
-               "tol": tol, "lipschitz": L}
+def _configurations(columns: Mapping[str, np.ndarray], space_: Mapping, m: int,
+                    tie_configs: bool) -> tuple[np.ndarray, np.ndarray, Any]:
+    """(groups, sizes, configs): the configuration of each sample (each sample its own
+    without ``tie_configs``), the sample count of each configuration, and the table of
+    configurations (the first sample's parameters)."""
+    if tie_configs:
+        groups = _group_codes(columns, m)
+    else:
+        groups = np.arange(m, dtype=np.int64)
+    n_groups = int(groups.max()) + 1
+    sizes = np.bincount(groups, minlength=n_groups).astype(np.float64)
+    first = np.full(n_groups, m, dtype=np.int64)
+    np.minimum.at(first, groups, np.arange(m))
+    configs = space_frame({
+        k: (col[first].astype(np.int64) if isinstance(space_[k], Int) else col[first])
+        for k, col in columns.items()
+    }, space_)
+    return groups, sizes, configs
 
 
-def _classifier(syn, real, real_w, sigma, groups, sizes, *, C, n_features, n_folds, seed):
-    """Density ratio p_real / p_syn from a cross-fitted logistic regression on random
-    Fourier features of the gaussian kernel of width sigma (balanced classes)."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.kernel_approximation import RBFSampler
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    keep = real_w > 0
-    z = np.concatenate([real[keep], syn]).astype(np.float64)
-    label = np.concatenate([np.ones(int(keep.sum())), np.zeros(syn.shape[0])])
-    pipe = make_pipeline(
-        RBFSampler(gamma=1.0 / (2.0 * sigma * sigma), n_components=n_features, random_state=seed),
-        StandardScaler(),
-        LogisticRegression(C=C, max_iter=2000, class_weight="balanced"),
-    )
-    folds = int(min(n_folds, keep.sum(), syn.shape[0]))
-    notes = []
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
-        logit = cross_val_predict(pipe, z, label, cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
-                                  method="decision_function")
-    if any(issubclass(c.category, ConvergenceWarning) for c in caught):
-        notes.append("the logistic regression did not converge in 2000 iterations; the density ratio is approximate")
-    ls = logit[int(keep.sum()):]
-    r = np.exp(ls - ls.max())
-    mean_r = np.bincount(groups, weights=r, minlength=sizes.size) / sizes
-    alpha = mean_r * sizes
-    alpha /= alpha.sum()
-    return alpha, {"n_iter": 0, "converged": not notes, "duality_gap": float("nan"), "tol": float("nan"),
-                   "folds": folds}, notes
+def _matching_target(rk, sk, exclude_unreached: bool, notes: list) -> tuple[np.ndarray, np.ndarray]:
+    """(unreached, real_w): the real rows that no synthetic sample reaches (noted), and the
+    weights of the real rows in the matching target (uniform; zero on the unreached rows
+    with ``exclude_unreached``)."""
+    n = rk.shape[0]
+    unreached, clusters = unreached_real(rk, sk)
+    if clusters:
+        sizes_txt = ", ".join(str(c.size) for c in clusters[:5])
+        notes.append(
+            f"{unreached.size} real samples ({unreached.size / n:.0%}) in {len(clusters)} cluster(s) "
+            f"(sizes {sizes_txt}) lie farther from every synthetic sample than real samples lie from each "
+            "other: no explored configuration reaches them (a feature the simulator cannot render?); "
+            "see unreached_real")
+    real_w = np.full(n, 1.0 / n)
+    if exclude_unreached and unreached.size and unreached.size < n:
+        real_w[unreached] = 0.0
+        real_w /= real_w.sum()
+    return unreached, real_w
 
 
-def _unreached(real: np.ndarray, syn: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Real rows that no synthetic sample reaches, grouped into clusters.
-
-    Real row i is unreached when its nearest synthetic sample is more than twice
-    as far as both (a) its k-th nearest real neighbour, k = clip(ceil(5 n / m), 5, 50)
-    (the real spacing at a count that 5 synthetic neighbours would match), and (b)
-    the median over real rows of the distance to the nearest synthetic sample
-    (how densely the design covers the real set anywhere).  Unreached rows are
-    joined into clusters when they are real neighbours (within each other's
-    radius); clusters smaller than max(5, 2 % of the real rows) are dropped.
-    """
-    n, m = real.shape[0], syn.shape[0]
-    k = int(min(50, max(_UNREACHED_K, math.ceil(_UNREACHED_K * n / m))))
-    if n <= k + 1:
-        return np.zeros(0, dtype=np.int64), []
-    rd = to_host(nearest_neighbors(real, k=k)[0])
-    radius = rd[:, -1]
-    sd = to_host(nearest_neighbors(real, syn, k=1)[0])[:, 0]
-    far = np.flatnonzero(sd > 2.0 * np.maximum(radius, np.median(sd)))
-    min_size = max(5, int(math.ceil(0.02 * n)))
-    if far.size < min_size:
-        return np.zeros(0, dtype=np.int64), []
-    pts = take_rows(real, far)
-    kk = min(10, far.size - 1)
-    dist, idx = (to_host(a) for a in nearest_neighbors(pts, k=kk))
-    parent = np.arange(far.size)
-
-    def find(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    r = radius[far]
-    for i in range(far.size):
-        for d, j in zip(dist[i], idx[i]):
-            if d <= max(r[i], r[j]):
-                a, b = find(i), find(int(j))
-                if a != b:
-                    parent[a] = b
-    roots = np.array([find(i) for i in range(far.size)])
-    clusters = [far[roots == u] for u in np.unique(roots)]
-    clusters = [c for c in clusters if c.size >= min_size]
-    clusters.sort(key=lambda c: -c.size)
-    rows = np.sort(np.concatenate(clusters)) if clusters else np.zeros(0, dtype=np.int64)
-    return rows.astype(np.int64), clusters
+def _gaps(obj: KMMObjective, rk, w: np.ndarray, full_target: bool) -> tuple[float, float]:
+    """(current, predicted): MMD^2 between the whole real set and the synthetic set with
+    uniform and with the fitted weights ``w``; ``full_target`` when the matching target
+    left rows out."""
+    n, m = rk.shape[0], w.shape[0]
+    if full_target:
+        full = np.full(n, 1.0 / n)
+        b_full = host_contract(obj.syn, rk, full, **obj.kw)
+        c_full = float(full @ host_contract(rk, rk, full, **obj.kw))
+    else:
+        b_full, c_full = obj.b, obj.c
+    u = np.full(m, 1.0 / m)
+    current = max(obj.value(u, obj.K(u), b_full, c_full), 0.0)
+    predicted = max(obj.value(w, obj.K(w), b_full, c_full), 0.0)
+    return float(current), float(predicted)
 
 
-def _edge_warning(name, p, values, alpha, ess_configs) -> str | None:
-    """Warn when the best region of a numeric parameter lies at the edge of the explored range.
+def _categorical_summary(name: str, p: Categorical, col: np.ndarray, alpha: np.ndarray, declared: bool,
+                         notes: list) -> ParameterRecommendation:
+    """The weight of each choice; choices never rendered are noted (for a declared space)."""
+    probs = {c: 0.0 for c in p.choices}
+    for v, a in zip(col.tolist(), alpha):
+        probs[v] += float(a)
+    best = max(probs, key=probs.get)
+    unexplored = [c for c in p.choices if c not in set(col.tolist())]
+    if unexplored and declared:
+        notes.append(f"{name}: the choices {unexplored} were never rendered; nothing is known about them")
+    return ParameterRecommendation(name, "categorical", best, None, None, None, None, None, None, probs)
 
-    On the top (bottom) 10 % of the explored configurations (by rank, on the log
-    scale for log parameters) the weight per configuration is compared with
-    uniform weights.  Either test fires, when the excess is also >= 2 standard
-    errors at the configurations' effective sample size:
 
-    (a) the band's weight per configuration is >= 2x uniform and >= 1.5x that of
-        the next band inward (the weighted density rises into the edge);
-    (b) the weighted median lies in the outermost 15 % of the explored span.
-    """
-    t = _forward(values, p)
-    lo, hi = float(t.min()), float(t.max())
-    if not hi > lo:
-        return None
-    med = float(_weighted_quantile(t, alpha, np.array([0.5]))[0])
-    for side in ("upward", "downward"):
-        s = t if side == "upward" else -t
-        s_lo = -hi if side == "downward" else lo
-        span = hi - lo
-        thr = np.quantile(s, 1.0 - _EDGE_BAND)
-        top = s >= thr
-        below = s[~top]
-        if below.size == 0:
-            continue
-        thr2 = min(np.quantile(s, 1.0 - 2 * _EDGE_BAND), below.max())
-        nxt = (~top) & (s >= thr2)
-        u_top, u_next = top.mean(), nxt.mean()
-        m_top, m_next = float(alpha[top].sum()), float(alpha[nxt].sum())
-        r_top, r_next = m_top / u_top, m_next / u_next
+def _numeric_summary(name: str, p: Any, col: np.ndarray, alpha: np.ndarray, ess_configs: float,
+                     n_groups: int, d_numeric: int, interval: float,
+                     notes: list) -> tuple[ParameterRecommendation, float]:
+    """The weighted median, range, mean and spread of a Float or Int parameter, and the
+    bandwidth :meth:`Recommendation.sample` jitters it with; an edge of the explored range
+    that holds the weight is noted."""
+    q_lo, q_hi = 0.5 - interval / 2, 0.5 + interval / 2
+    v = col.astype(np.float64)
+    t = to_scale(v, p)
+    med, lo, hi = from_scale(weighted_quantile(t, alpha, np.array([0.5, q_lo, q_hi])), p)
+    mean = float(alpha @ t)
+    std = float(math.sqrt(max(alpha @ (t - mean) ** 2, 0.0)))
+    std_u = float(t.std())
+    h = std * ess_configs ** (-1.0 / (d_numeric + 4))
+    floor = std_u * n_groups ** (-1.0 / max(d_numeric, 1))
+    jitter = float(max(h, floor))
+    if isinstance(p, Int):  # whole numbers: the interval widened to integers that hold the value
+        med = int(np.clip(round(med), p.low, p.high))
+        lo, hi = min(math.floor(lo), med), max(math.ceil(hi), med)
+    rec = ParameterRecommendation(
+        name, p.kind, med if isinstance(p, Int) else float(med), float(lo), float(hi), mean, std,
+        float(v.min()), float(v.max()), None)
+    msg = edge_warning(name, p, v, alpha, ess_configs)
+    if msg:
+        notes.append(msg)
+    return rec, jitter
 
-        def z(mass, frac):
-            return (mass - frac) / math.sqrt(max(frac * (1 - frac), 1e-12) / max(ess_configs, 1.0))
 
-        rising = r_top >= _EDGE_RATIO and r_top >= _EDGE_STEP * r_next and z(m_top, u_top) >= _EDGE_Z
-        s_med = med if side == "upward" else -med
-        outer = s >= s_lo + 0.85 * span
-        centred = (s_med - s_lo) >= 0.85 * span and z(float(alpha[outer].sum()), outer.mean()) >= _EDGE_Z
-        if rising or centred:
-            elo, ehi = float(values.min()), float(values.max())
-            edge, bound = (ehi, p.high) if side == "upward" else (elo, p.low)
-            at_bound = abs(edge - bound) <= 1e-9 * max(1.0, abs(bound))
-            where = "the declared bound" if at_bound else f"the explored values (the space allows {bound:g})"
-            part = "top" if side == "upward" else "bottom"
-            return (f"extend the range of {name} {side}: {m_top:.0%} of the weight lies on the {part} "
-                    f"{u_top:.0%} of the explored configurations (explored [{elo:g}, {ehi:g}], weighted "
-                    f"median {float(_inverse(np.array(med), p)):g}); the best region may lie beyond {where}")
-    return None
+def _summaries(space_: Mapping, configs: Any, alpha: np.ndarray, ess_configs: float, interval: float,
+               declared: bool, notes: list) -> tuple[dict, dict]:
+    """(parameters, jitter bandwidths) of every parameter, from the configuration weights."""
+    d_numeric = sum(not isinstance(p, Categorical) for p in space_.values())
+    parameters: dict[str, ParameterRecommendation] = {}
+    jitter: dict[str, float] = {}
+    for name, p in space_.items():
+        col = configs[name].to_numpy()
+        if isinstance(p, Categorical):
+            parameters[name] = _categorical_summary(name, p, col, alpha, declared, notes)
+        else:
+            parameters[name], jitter[name] = _numeric_summary(name, p, col, alpha, ess_configs, alpha.size,
+                                                              d_numeric, interval, notes)
+    return parameters, jitter
 
 
 # --------------------------------------------------------------------------- public function
@@ -720,158 +635,45 @@ def recommend(
 
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
         raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
-    device = device_of(real=real, synthetic=synthetic)
-    if device != "cpu":
-        # Kernel sums and neighbours on the GPU (rk, sk); the classifier on a host copy.
-        rk, sk = device_pair(real, synthetic, "real", "synthetic")
-        ra, sa = to_host(rk), to_host(sk)
-    else:
-        ra, sa = as_matrix(real, "real"), as_matrix(synthetic, "synthetic")
-        check_same_features(ra, sa, "real", "synthetic")
-        dtype = common_dtype(ra, sa)
-        ra, sa = cast(ra, dtype), cast(sa, dtype)
-        rk, sk = ra, sa
+    rk, sk, ra, sa = _check_data(real, synthetic)
     n, m = ra.shape[0], sa.shape[0]
-    if n < 2:
-        raise ValueError("real has 1 row; at least 2 are needed")
-    if m < 2:
-        raise ValueError("synthetic has 1 row; at least 2 are needed")
+    space_, columns = _check_params(params, space, m)
+    method, kernel, sigma, max_iter, n_features, n_folds = _check_options(
+        method, kernel, bandwidth, tie_configs, exclude_unreached, interval, max_iter, tol, C,
+        n_features, n_folds, rk, sk, seed)
+    groups, sizes, configs = _configurations(columns, space_, m, tie_configs)
+    n_groups = sizes.size
 
-    table = as_table(params, "params")
-    rows = next(iter(table.values())).shape[0]
-    if rows != m:
-        raise ValueError(f"params has {rows} rows but synthetic has {m}; give one row per synthetic sample")
-    if space is None:
-        space_ = infer_space(table, "params")
-    else:
-        space_ = as_space(space, "space")
-    columns = check_table(table, space_, "params", "space")
-
-    if not isinstance(method, str) or method.lower() not in _METHODS:
-        raise ValueError(f"method must be one of {_METHODS}; got {method!r}")
-    method = method.lower()
-    if not isinstance(kernel, str) or kernel.lower() not in _KMM_KERNELS:
-        raise ValueError(f"kernel must be one of {_KMM_KERNELS} (a positive characteristic kernel); got {kernel!r}")
-    kernel = kernel.lower()
-    if method == "classifier" and kernel != "gaussian":
-        raise ValueError("kernel: method='classifier' uses gaussian random features; leave kernel='gaussian'")
-    values = _bandwidth_values(bandwidth, kernel)
-    if values is not None and len(values) != 1:
-        raise ValueError("bandwidth must be 'median' or one positive number")
-    sigma = float(values[0]) if values is not None else median_bandwidth(rk, sk, seed=seed)
-    for flag, nm in ((tie_configs, "tie_configs"), (exclude_unreached, "exclude_unreached")):
-        if not isinstance(flag, (bool, np.bool_)):
-            raise TypeError(f"{nm} must be a bool, got {type(flag).__name__}")
-    if isinstance(interval, bool) or not isinstance(interval, numbers.Real) or not 0 < interval < 1:
-        raise ValueError(f"interval must be a number in (0, 1), got {interval!r}")
-    max_iter = as_positive_int(max_iter, "max_iter")
-    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not tol > 0:
-        raise ValueError(f"tol must be a positive number, got {tol!r}")
-    if isinstance(C, bool) or not isinstance(C, numbers.Real) or not C > 0:
-        raise ValueError(f"C must be a positive number, got {C!r}")
-    n_features = as_positive_int(n_features, "n_features")
-    n_folds = as_positive_int(n_folds, "n_folds", minimum=2)
-
-    # configurations
-    if tie_configs:
-        groups = _group_codes(columns, m)
-    else:
-        groups = np.arange(m, dtype=np.int64)
-    n_groups = int(groups.max()) + 1
-    sizes = np.bincount(groups, minlength=n_groups).astype(np.float64)
-    first = np.full(n_groups, m, dtype=np.int64)
-    np.minimum.at(first, groups, np.arange(m))
-    configs = space_frame({
-        k: (col[first].astype(np.int64) if isinstance(space_[k], Int) else col[first])
-        for k, col in columns.items()
-    }, space_)
-
+    # 1. the weights
     notes: list[str] = []
-    unreached, clusters = _unreached(rk, sk)
-    if clusters:
-        sizes_txt = ", ".join(str(c.size) for c in clusters[:5])
-        notes.append(
-            f"{unreached.size} real samples ({unreached.size / n:.0%}) in {len(clusters)} cluster(s) "
-            f"(sizes {sizes_txt}) lie farther from every synthetic sample than real samples lie from each "
-            "other: no explored configuration reaches them (a feature the simulator cannot render?); "
-            "see unreached_real")
-    real_w = np.full(n, 1.0 / n)
-    if exclude_unreached and unreached.size and unreached.size < n:
-        real_w[unreached] = 0.0
-        real_w /= real_w.sum()
-
-    obj = _Objective(sk, rk, real_w, kernel, sigma, groups, sizes)
+    unreached, real_w = _matching_target(rk, sk, exclude_unreached, notes)
+    obj = KMMObjective(sk, rk, real_w, kernel, sigma, groups, sizes)
     if method == "kmm":
-        alpha, solver = _kmm(obj, n_groups, max_iter, tol)
+        alpha, solver = solve_kmm(obj, n_groups, max_iter, tol)
         if not solver["converged"]:
             notes.append(f"the KMM solver stopped after {max_iter} iterations with duality gap "
                          f"{solver['duality_gap']:.3g} (tol x current gap = "
                          f"{tol * obj.value(obj.to_w(sizes / m), obj.K(obj.to_w(sizes / m))):.3g}); "
                          "raise max_iter for exact weights")
     else:
-        alpha, solver, extra = _classifier(sa, ra, real_w, sigma, groups, sizes, C=float(C),
-                                           n_features=n_features, n_folds=n_folds, seed=seed)
+        alpha, solver, extra = classifier_weights(sa, ra, real_w, sigma, groups, sizes, C=float(C),
+                                                  n_features=n_features, n_folds=n_folds, seed=seed)
         notes += extra
     alpha = np.maximum(alpha, 0.0)
     alpha /= alpha.sum()
     w = obj.to_w(alpha)
-
-    # gaps against the full real set
-    if exclude_unreached and unreached.size:
-        full = np.full(n, 1.0 / n)
-        b_full = _contract(sk, rk, full, kernel=kernel, bandwidth=sigma)
-        c_full = float(full @ _contract(rk, rk, full, kernel=kernel, bandwidth=sigma))
-    else:
-        b_full, c_full = obj.b, obj.c
-    u = np.full(m, 1.0 / m)
-    current = max(obj.value(u, obj.K(u), b_full, c_full), 0.0)
-    predicted = max(obj.value(w, obj.K(w), b_full, c_full), 0.0)
+    current, predicted = _gaps(obj, rk, w, full_target=bool(exclude_unreached and unreached.size))
     ess = float(1.0 / np.sum(w * w))
     ess_configs = float(1.0 / np.sum(alpha * alpha))
     if ess_configs < _LOW_ESS:
         notes.append(f"the weights rest on {ess_configs:.1f} effective configurations (of {n_groups}): "
                      "the recommendation is fragile; render more configurations around it")
 
-    # per-parameter summaries
-    d_numeric = sum(not isinstance(p, Categorical) for p in space_.values())
-    q_lo, q_hi = 0.5 - interval / 2, 0.5 + interval / 2
-    parameters: dict[str, ParameterRecommendation] = {}
-    jitter: dict[str, float] = {}
-    for name, p in space_.items():
-        col = configs[name].to_numpy()
-        if isinstance(p, Categorical):
-            probs = {c: 0.0 for c in p.choices}
-            for v, a in zip(col.tolist(), alpha):
-                probs[v] += float(a)
-            best = max(probs, key=probs.get)
-            parameters[name] = ParameterRecommendation(name, "categorical", best, None, None, None, None,
-                                                       None, None, probs)
-            unexplored = [c for c in p.choices if c not in set(col.tolist())]
-            if unexplored and space is not None:
-                notes.append(f"{name}: the choices {unexplored} were never rendered; nothing is known about them")
-            continue
-        v = col.astype(np.float64)
-        t = _forward(v, p)
-        med, lo, hi = _inverse(_weighted_quantile(t, alpha, np.array([0.5, q_lo, q_hi])), p)
-        mean = float(alpha @ t)
-        std = float(math.sqrt(max(alpha @ (t - mean) ** 2, 0.0)))
-        std_u = float(t.std())
-        h = std * ess_configs ** (-1.0 / (d_numeric + 4))
-        floor = std_u * n_groups ** (-1.0 / max(d_numeric, 1))
-        jitter[name] = float(max(h, floor))
-        if isinstance(p, Int):  # whole numbers: the interval widened to integers that hold the value
-            med = int(np.clip(round(med), p.low, p.high))
-            lo, hi = min(math.floor(lo), med), max(math.ceil(hi), med)
-        parameters[name] = ParameterRecommendation(
-            name, p.kind, med if isinstance(p, Int) else float(med), float(lo), float(hi), mean, std,
-            float(v.min()), float(v.max()), None)
-        msg = _edge_warning(name, p, v, alpha, ess_configs)
-        if msg:
-            notes.append(msg)
-
+    # 2. the parameter distribution
+    parameters, jitter = _summaries(space_, configs, alpha, ess_configs, interval, space is not None, notes)
     return Recommendation(
         method=method, weights=w, config_weights=alpha, configs=configs, parameters=parameters,
-        current_gap=float(current), predicted_gap=float(predicted), ess=ess, ess_configs=ess_configs,
+        current_gap=current, predicted_gap=predicted, ess=ess, ess_configs=ess_configs,
         n_real=n, n_synthetic=m, n_configs=n_groups, unreached_real=unreached, warnings=tuple(notes),
         kernel=kernel, bandwidth=sigma, interval=float(interval), solver=solver, space=space_,
         jitter_bandwidths=jitter,

@@ -333,6 +333,17 @@ def space_frame(cols: Mapping[str, Any], space: Mapping[str, Param], columns: An
     return pd.DataFrame(data, columns=columns)
 
 
+def to_scale(values: np.ndarray, p: Any) -> np.ndarray:
+    """Values of parameter ``p`` on the scale it is explored and smoothed on:
+    ``log(values)`` for ``log=True``, the values themselves otherwise."""
+    return np.log(values) if getattr(p, "log", False) else values
+
+
+def from_scale(t: np.ndarray, p: Any) -> np.ndarray:
+    """The inverse of :func:`to_scale`."""
+    return np.exp(t) if getattr(p, "log", False) else t
+
+
 def check_table(table: Mapping[str, np.ndarray], space: Mapping[str, Param], name: str = "params",
                 space_name: str = "space") -> dict[str, np.ndarray]:
     """The space's columns of ``table``, checked against the declared types and bounds.
