@@ -341,6 +341,28 @@ def small_cnn():
 def mlp():
     torch.manual_seed(0)
     return torch.nn.Sequential(torch.nn.Linear(7, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+
+class TinyNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = torch.nn.Linear(7, 2)
+
+    def forward(self, x):
+        return self.fc(x)
+
+tiny = TinyNet()
+
+NOT_A_MODEL = 3
+
+def returns_int():
+    return 3
+
+class CallableThing:
+    def __call__(self):
+        return mlp()
+
+callable_thing = CallableThing()
 """
 
 
@@ -406,6 +428,9 @@ def test_embed_npy_and_mixed_image_sizes(capsys, model_dir):
     ("cli_test_models:", "both parts"),
     ("no_such_module_xyz:f", "cannot import"),
     ("cli_test_models:nope", "no attribute"),
+    ("cli_test_models:NOT_A_MODEL", "not a model"),         # an int: was a TypeError, exit 4
+    ("cli_test_models:callable_thing", "not a model"),      # callable, but no class, function or module
+    ("cli_test_models:returns_int", "not a model"),
 ])
 def test_embed_bad_model(capsys, model_dir, model, message):
     np.save(model_dir / "x.npy", np.zeros((4, 7), dtype=np.float32))
@@ -414,6 +439,53 @@ def test_embed_bad_model(capsys, model_dir, model, message):
     assert code == cli.EXIT_INPUT
     assert_one_line_error(err)
     assert message in err
+
+
+@pytest.mark.parametrize("model", ["cli_test_models:TinyNet", "cli_test_models:tiny"])
+def test_embed_accepts_a_module_class_or_instance(capsys, model_dir, model):
+    np.save(model_dir / "x.npy", np.random.default_rng(0).normal(size=(6, 7)).astype(np.float32))
+    code, out, err = call(capsys, "embed", "--model", model, "--data", model_dir / "x.npy", "--out",
+                          model_dir / "s")
+    assert code == 0, err
+    assert simgap.load_embeddings(model_dir / "s")[0].shape == (6, 2)
+
+
+def test_embed_not_a_model_in_a_fresh_process(tmp_path):
+    (tmp_path / "mymod.py").write_text("notcallable = 3\n")
+    np.save(tmp_path / "x.npy", np.zeros((4, 7), dtype=np.float32))
+    proc = subprocess.run([sys.executable, "-m", "simgap", "embed", "--model", "mymod:notcallable", "--data",
+                           "x.npy", "--out", "s"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == cli.EXIT_INPUT, proc.stderr
+    assert_one_line_error(proc.stderr)
+    assert "not a model" in proc.stderr and "TypeError" not in proc.stderr
+
+
+def test_model_modules_cannot_shadow_installed_packages(tmp_path):
+    """--model runs code from the current folder, but that folder comes last on the import path: a local
+    file named like an installed package does not replace it (here for the model module's own imports)."""
+    site = tmp_path / "site"
+    (site / "realpkg").mkdir(parents=True)
+    (site / "realpkg" / "__init__.py").write_text("VALUE = 'installed'\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "realpkg.py").write_text("raise ImportError('the local realpkg.py shadowed the installed package')\n")
+    (work / "shadow_models.py").write_text(
+        "import torch\nimport realpkg\n\n"
+        "def make():\n"
+        "    assert realpkg.VALUE == 'installed', realpkg\n"
+        "    return torch.nn.Linear(7, 2)\n")
+    np.save(work / "x.npy", np.zeros((4, 7), dtype=np.float32))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-m", "simgap", "embed", "--model", "shadow_models:make", "--data",
+                           "x.npy", "--out", "s"], capture_output=True, text=True, timeout=300, cwd=work, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "wrote 4 embeddings" in proc.stdout
+
+
+def test_model_option_says_it_runs_code(capsys):
+    code, out, _ = call(capsys, "embed", "--help")
+    assert code == 0
+    assert "runs Python code from that module" in " ".join(out.split())
 
 
 def test_embed_bad_data(capsys, model_dir):
@@ -462,6 +534,115 @@ def test_a_closed_output_pipe_exits_quietly_with_141():
         os.close(write)
     assert proc.returncode == cli.EXIT_PIPE == 141
     assert proc.stderr.decode().strip() == ""
+
+
+@pytest.mark.parametrize("unbuffered", [True, False])
+@pytest.mark.parametrize("command", ["info", "distance", "compare"])
+def test_every_command_exits_141_into_a_closed_pipe(files, command, unbuffered):
+    """`simgap compare a.npy b.npy | true` exited 1 (rich's broken-pipe handler); buffered output
+    (no PYTHONUNBUFFERED) failed at exit with 120 and a message."""
+    args = {"info": ["info"], "distance": ["distance", files / "real.npy", files / "syn.npy", "--metric", "fd"],
+            "compare": ["compare", files / "real.npy", files / "syn.npy", "--permutations", 50]}[command]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "simgap", *map(str, args)], stdout=write,
+                              stderr=subprocess.PIPE, timeout=300, env=env)
+    finally:
+        os.close(write)
+    assert proc.returncode == cli.EXIT_PIPE, proc.stderr.decode()
+    assert proc.stderr.decode().strip() == ""
+
+
+def test_compare_summary_into_a_pipe_is_unchanged(files):
+    """The summary goes through a buffer when stdout is not a terminal; its text is report.summary()'s."""
+    proc = run("compare", files / "real.npy", files / "syn.npy", "--permutations", 50)
+    assert proc.returncode == 0, proc.stderr
+    import io
+
+    report = simgap.compare(np.load(files / "real.npy"), np.load(files / "syn.npy"), n_permutations=50)
+    buf = io.StringIO()
+    report.summary(file=buf)
+    assert proc.stdout == buf.getvalue()
+
+
+# --------------------------------------------------------------------------- Ctrl-C
+
+# The CLI's main() as `python -m simgap` runs it, saying on stderr when compare() reaches a phase (the
+# test's only way to know where the SIGINT lands); nothing else is changed.
+_PHASE_PROBE = """
+import sys
+import simgap.cli as cli
+from simgap.compare import core
+
+phase = sys.argv.pop(1)
+original = getattr(core, phase)
+
+def probe(*args, **kwargs):
+    print("phase " + phase, file=sys.stderr, flush=True)
+    return original(*args, **kwargs)
+
+setattr(core, phase, probe)
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.fixture(scope="module")
+def big_files(tmp_path_factory):
+    """Large enough that the permutation test alone is one C++ call of several seconds."""
+    d = tmp_path_factory.mktemp("big")
+    rng = np.random.default_rng(0)
+    np.save(d / "real.npy", rng.normal(size=(8000, 16)).astype(np.float32))
+    np.save(d / "syn.npy", (rng.normal(size=(8000, 16)) + 0.1).astype(np.float32))
+    return d
+
+
+# Seconds from entering the phase to inside its long C++ call (the permutation test first draws its
+# relabellings in NumPy).
+@pytest.mark.parametrize("phase, delay", [("mmd_test", 3.0), ("witness_and_bootstrap", 1.0)])
+def test_ctrl_c_during_compare_exits_130_at_once(big_files, phase, delay):
+    import signal
+    import time
+
+    with subprocess.Popen([sys.executable, "-c", _PHASE_PROBE, phase, "compare", big_files / "real.npy",
+                           big_files / "syn.npy"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            line = proc.stderr.readline()
+            assert line.strip() == f"phase {phase}", line + proc.stderr.read()
+            time.sleep(delay)
+            assert proc.poll() is None
+            start = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            code = proc.wait(timeout=120)
+            elapsed = time.monotonic() - start
+        finally:
+            proc.kill()
+        out, err = proc.communicate()
+    assert code == cli.EXIT_INTERRUPTED == 130, err
+    assert elapsed < 2.0, f"exited {elapsed:.1f} s after SIGINT"
+    assert err.strip() == "simgap: interrupted"
+    assert out == ""
+
+
+def test_a_long_call_is_interruptible(monkeypatch):
+    """Any phase: a call that holds no interrupt check (time.sleep in a worker thread, as a C++ kernel
+    that released the GIL) does not delay KeyboardInterrupt."""
+    import signal
+    import threading
+    import time
+
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    start = time.monotonic()
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        cli.run_interruptibly(time.sleep, 60.0)
+    assert time.monotonic() - start < 10.0  # 0.3 s but for the machine's load; not the 60 s of the call
+    assert cli.run_interruptibly(sum, [1, 2, 3]) == 6
+    with pytest.raises(ZeroDivisionError):
+        cli.run_interruptibly(lambda: 1 / 0)
 
 
 @pytest.mark.parametrize("command", ["demo", "compare"])
