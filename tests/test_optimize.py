@@ -268,3 +268,82 @@ def test_resuming_a_study_with_another_seed_is_refused(tmp_path):
     simgap.SimOptimizer({"a": (0.0, 1.0)}, real, seed=0, storage=storage, study_name="s")  # the same: fine
     with pytest.raises(ValueError, match="seed 1 differs from the stored study's 0"):
         simgap.SimOptimizer({"a": (0.0, 1.0)}, real, seed=1, storage=storage, study_name="s")
+
+
+# ---- found by adversarial testing (issue 18) -----------------------------------------------------
+
+@pytest.mark.parametrize("strategy", ["random", "tpe"])
+def test_a_trial_killed_inside_ask_is_completed_never_handed_out_empty(tmp_path, strategy):
+    """Item 4: a kill inside ask() leaves a RUNNING trial with no parameters (reproduced with
+    optuna's own ask); a resumed study handed it out as {} (which tell() then refused), on
+    every resume.  It is now completed (with the sampler an uninterrupted ask would have
+    used, so the configurations are those of a study never interrupted), handed out once,
+    and told like any other."""
+    import optuna
+
+    real = _real()
+    db = tmp_path / "r.db"
+    simgap.SimOptimizer(SPACE, real, strategy=strategy, seed=3, storage=db).close()
+    optuna.load_study(study_name="simgap", storage=f"sqlite:///{db}").ask()  # the killed ask
+    with simgap.SimOptimizer(SPACE, real, strategy=strategy, seed=3, storage=db) as opt:
+        assert opt.pending == []  # a trial without its parameters was never handed out
+        configs = opt.ask(2)
+        assert [set(c) for c in configs] == [set(SPACE)] * 2
+        opt.tell(configs, [_render(c) for c in configs])
+        assert list(opt.history["state"]) == ["complete", "complete"]
+    ref = simgap.SimOptimizer(SPACE, real, strategy=strategy, seed=3)
+    assert ref.ask(2) == configs
+    with simgap.SimOptimizer(SPACE, real, strategy=strategy, seed=3, storage=db) as again:
+        assert again.pending == [] and again.n_evaluated == 2
+        assert not any(c in configs for c in again.ask(2))
+
+
+def test_a_trial_killed_halfway_through_its_parameters(tmp_path):
+    """Item 4, parameters partly suggested: the missing ones are suggested (the stored one
+    kept) with pending="reask"; with pending="fail" the trial is failed."""
+    import optuna
+
+    real = _real()
+    for pending in ("reask", "fail"):
+        db = tmp_path / f"{pending}.db"
+        simgap.SimOptimizer(SPACE, real, seed=0, storage=db).close()
+        half = optuna.load_study(study_name="simgap", storage=f"sqlite:///{db}").ask(
+            {"shift": optuna.distributions.FloatDistribution(-2.0, 2.0)})
+        with simgap.SimOptimizer(SPACE, real, seed=0, storage=db, pending=pending) as opt:
+            assert opt.pending == []
+            configs = opt.ask(2)
+            assert [set(c) for c in configs] == [set(SPACE)] * 2
+            shifts = [c["shift"] for c in configs]
+            assert (half.params["shift"] in shifts) == (pending == "reask")
+            opt.tell(configs, [_render(c) for c in configs])
+            states = list(opt.history["state"])
+        assert states == (["complete"] * 2 if pending == "reask" else ["fail", "complete", "complete"])
+
+
+def test_pending_configurations_are_handed_out_once_per_resume(tmp_path):
+    """The configurations a session asked and never told are handed out again, first, by the
+    next session that asks (once: not by its later asks); tell() also takes them untold."""
+    real = _real()
+    db = tmp_path / "s.db"
+    with simgap.SimOptimizer(SPACE, real, batch_size=3, seed=0, storage=db) as a:
+        asked = a.ask()
+    with simgap.SimOptimizer(SPACE, real, batch_size=3, seed=0, storage=db) as b:
+        assert b.ask(2) == asked[:2]
+        later = b.ask(2)
+        assert later[0] == asked[2] and later[1] not in asked
+        assert not any(c in asked for c in b.ask(3))
+    with simgap.SimOptimizer(SPACE, real, batch_size=3, seed=0, storage=db) as c:
+        c.tell(asked, [_render(x) for x in asked])  # told without being asked again
+        assert c.n_evaluated == 3 and len(c.history) == 7 and len(c.pending) == 4  # b's new ones
+
+
+@pytest.mark.parametrize("url", ["nosuch://x", "not a url://", "sqlite:///{tmp}/missing/s.db"])
+def test_a_bad_storage_url_names_storage(tmp_path, url):
+    """Item 10: sqlalchemy's NoSuchModuleError / ArgumentError / OperationalError surfaced
+    without mentioning the argument."""
+    with pytest.raises(ValueError, match=r"^storage[: ].*(not a database URL|does not exist)") as info:
+        simgap.SimOptimizer(SPACE, _real(), storage=url.format(tmp=tmp_path))
+    if "://x" in url:
+        assert "sqlite:///study.db" in str(info.value)  # says what is accepted
+    with pytest.raises(ValueError, match="storage must be None, a file path"):
+        simgap.SimOptimizer(SPACE, _real(), storage="")

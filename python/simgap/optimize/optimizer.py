@@ -1,6 +1,4 @@
-"""Closed-loop search for simulator configurations that close the latent gap:
-:class:`SimOptimizer`, an ask/tell loop over Optuna's samplers.
-"""
+""":class:`SimOptimizer`: the ask / tell loop over Optuna's samplers."""
 
 from __future__ import annotations
 
@@ -10,19 +8,19 @@ import json
 import logging
 import math
 import numbers
-import os
 import warnings
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ._ops.backend import device_of
-from ._util.arrays import to_host
-from ._ops.inputs import as_matrix, check_same_features
-from ._util.checks import as_positive_int
-from .kernels import KERNELS, median_bandwidth
-from .mmd import mmd2_batch
-from .space import Categorical, Float, Int, as_space, space_frame, space_to_dict
+from .._ops.inputs import as_matrix, check_same_features, device_of
+from .._util.arrays import to_host
+from .._util.checks import as_positive_int
+from ..kernels import KERNELS, median_bandwidth
+from ..mmd import mmd2_batch
+from ..space import Categorical, Float, Int, as_space, space_to_dict
+from .results import best_trial, complete_trials, convergence_arrays, history_frame
+from .sessions import Session, open_storage, storage_spec
 
 __all__ = ["SimOptimizer"]
 
@@ -60,38 +58,18 @@ def _distribution(p):
 
 
 def _check_gp() -> None:
-    """strategy="gp" needs Optuna's GPSampler (optuna >= 3.6) and scipy (and torch)."""
+    """strategy="gp" needs Optuna's GPSampler (optuna >= 3.6) and scipy (torch, which it
+    uses too, is a dependency of simgap)."""
     import optuna
 
     if not hasattr(optuna.samplers, "GPSampler"):
         raise ImportError(f"strategy='gp' needs optuna >= 3.6 (GPSampler); optuna {optuna.__version__} is "
                           "installed: pip install -U optuna, or use strategy='tpe'")
-    for module in ("scipy", "torch"):
-        try:
-            __import__(module)
-        except ImportError as exc:
-            raise ImportError(f"strategy='gp' needs {module} (Optuna's GPSampler uses it): "
-                              f"pip install {module}, or use strategy='tpe'") from exc
-
-
-def _storage(storage: Any):
-    import optuna
-
-    if storage is None:
-        return optuna.storages.InMemoryStorage()
-    if isinstance(storage, (str, os.PathLike)):
-        s = os.fspath(storage)
-        if "://" in s:
-            return optuna.storages.RDBStorage(s)
-        path = os.path.abspath(s)
-        parent = os.path.dirname(path)
-        if not os.path.isdir(parent):
-            raise ValueError(f"storage: the folder {parent!r} does not exist")
-        return optuna.storages.RDBStorage(f"sqlite:///{path}")
-    if isinstance(storage, optuna.storages.BaseStorage):
-        return storage
-    raise TypeError(f"storage must be None, a file path, a database URL or an optuna storage; "
-                    f"got {type(storage).__name__}")
+    try:
+        import scipy  # noqa: F401
+    except ImportError as exc:
+        raise ImportError("strategy='gp' needs scipy (Optuna's GPSampler uses it): "
+                          "pip install scipy, or use strategy='tpe'") from exc
 
 
 def _fingerprint(real: Any) -> str:
@@ -162,13 +140,20 @@ class SimOptimizer:
         ``"postgresql://..."``) or an optuna storage object is used as is.
         With a database, every asked and told configuration is written as it
         happens, and a new SimOptimizer with the same storage and
-        ``study_name`` continues the study.
+        ``study_name`` continues the study.  A SQLite file gets a folder
+        ``<file>.simgap`` next to it, for its locks (see Notes).  A URL that
+        SQLAlchemy cannot parse or has no dialect for raises a ValueError.
     study_name : str, default "simgap"
     pending : {"reask", "fail"}, default "reask"
-        What to do with configurations asked in an earlier session but never
-        told: "reask" hands them out again first (the next :meth:`ask` returns
-        them before new ones; :meth:`tell` accepts their results at any time);
-        "fail" marks them failed.
+        What to do with configurations asked by a session that has ended
+        (its process was killed, or the SimOptimizer closed) and never told:
+        "reask" hands them out again, once, first (the next :meth:`ask`
+        returns them before new ones; :meth:`tell` accepts their results at
+        any time); "fail" marks them failed.  A configuration whose
+        parameters a killed :meth:`ask` left partly or wholly unsuggested is
+        never handed out as it is: "reask" suggests the missing parameters (as
+        that ask would have: the configuration is the one an uninterrupted
+        study asks), "fail" fails it.
     objective : callable, optional
         ``objective(config, latents, mmd2) -> float`` minimised instead of the MMD^2
         (which is still recorded); ``latents`` is the checked set as told (a
@@ -178,6 +163,28 @@ class SimOptimizer:
         "median": :func:`simgap.median_bandwidth` of the (embedded) real set.
     verbose : bool, default False
         Leave Optuna's logging and warnings as they are.
+
+    Notes
+    -----
+    Several processes (or SimOptimizer objects) may share one study, each
+    running its own ask / tell rounds: a campaign of workers.  Every
+    SimOptimizer is a session, recorded on each trial it asks; :meth:`ask`
+    hands out new configurations (their samplers seeded by their own trial
+    numbers, so no two sessions draw the same) and configurations abandoned by
+    ended sessions, never those another open session holds; :meth:`tell`
+    tells the trials this session asked (or abandoned ones), so every tell
+    lands once.  On a SQLite file, the folder ``<file>.simgap`` holds the
+    study lock, taken by each ask, tell and opening of the study (so that
+    they are atomic across processes and never collide in SQLite), and one
+    file per open session, locked for its lifetime: the operating system
+    releases it when the process ends, however it ends, which is how a
+    session tells an ended one from a live one (on one machine; not on a
+    network file system without ``flock``).  On a server database or an
+    optuna storage object, only the sessions of this process are known to be
+    alive: a new session takes the configurations pending from other
+    processes for abandoned when it opens the study (as a resume after a
+    crash needs); should their session still be alive, its tell of a
+    configuration told meanwhile is recorded as a new trial, with a warning.
 
     Examples
     --------
@@ -274,11 +281,36 @@ class SimOptimizer:
         self._distributions = {k: _distribution(p) for k, p in self.space.items()}
 
         self._storage_arg = storage
-        with _quiet(self.verbose):
-            self._storage = _storage(storage)
+        spec, sqlite_path = storage_spec(storage)
+        self._session = Session(sqlite_path)
+        self._pending_policy = pending
+        try:
+            self._open_study(spec, study_name, sigma, bandwidth, pending)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_study(self, spec: Any, study_name: str, sigma: float, bandwidth: Any, pending: str) -> None:
+        import optuna
+
+        self._storage = None
+        with self._session.locked(), _quiet(self.verbose):
+            self._storage = open_storage(spec)
             self.study = optuna.create_study(storage=self._storage, study_name=study_name,
                                              direction="minimize", load_if_exists=True)
-        self._study_id = self._storage.get_study_id_from_name(study_name)
+            if not isinstance(self.strategy, str):
+                self.study.sampler = self.strategy
+            self._study_id = self._storage.get_study_id_from_name(study_name)
+            sigma = self._check_meta(study_name, sigma, bandwidth)
+            self.bandwidth = float(sigma)
+            running = self._running()
+            self._session.opened(running)
+            if pending == "fail":
+                self._fail(self._session.abandoned(running))
+
+    def _check_meta(self, study_name: str, sigma: float, bandwidth: Any) -> float:
+        """Record this study's setup (space, real set, bandwidth, kernel, seed) in a new study;
+        check it against a stored one.  Returns the bandwidth (the stored one on a resume)."""
         attrs = self.study.user_attrs.get(_ATTR)
         meta = {"space": space_to_dict(self.space), "real": _fingerprint(self.real), "bandwidth": sigma,
                 "kernel": self.kernel, "d": int(self.real.shape[1]), "seed": self.seed}
@@ -286,31 +318,22 @@ class SimOptimizer:
             self.study.set_user_attr(_ATTR, meta)
             self.study.set_user_attr(_ATTR + "_rounds", 0)
             self.study.set_user_attr(_ATTR + "_told", 0)
-        else:
-            if attrs["space"] != json.loads(json.dumps(meta["space"])):
-                raise ValueError(f"space differs from the space of the stored study {study_name!r} "
-                                 f"({attrs['space']}); use another study_name or storage")
-            if attrs["real"] != meta["real"]:
-                raise ValueError(f"real differs from the real set the stored study {study_name!r} was "
-                                 "started with; values would not be comparable (use another study_name)")
-            if attrs.get("seed", self.seed) != self.seed:  # (studies stored before the seed was recorded: any)
-                raise ValueError(f"seed {self.seed} differs from the stored study's {attrs['seed']}: a resumed "
-                                 "study would not continue the same sequence (use the same seed or another "
-                                 "study_name)")
-            if attrs["kernel"] != self.kernel:
-                raise ValueError(f"kernel {self.kernel!r} differs from the stored study's {attrs['kernel']!r}")
-            if not isinstance(bandwidth, str) and abs(attrs["bandwidth"] - sigma) > 1e-12 * sigma:
-                raise ValueError(f"bandwidth {sigma} differs from the stored study's {attrs['bandwidth']}")
-            sigma = float(attrs["bandwidth"])
-        self.bandwidth = float(sigma)
-        self._reask: list[int] = []
-        running = self._running()
-        if pending == "fail":
-            with _quiet(self.verbose):
-                for t in running:
-                    self.study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-        else:
-            self._reask = [t.number for t in running]
+            return sigma
+        if attrs["space"] != json.loads(json.dumps(meta["space"])):
+            raise ValueError(f"space differs from the space of the stored study {study_name!r} "
+                             f"({attrs['space']}); use another study_name or storage")
+        if attrs["real"] != meta["real"]:
+            raise ValueError(f"real differs from the real set the stored study {study_name!r} was "
+                             "started with; values would not be comparable (use another study_name)")
+        if attrs.get("seed", self.seed) != self.seed:  # (studies stored before the seed was recorded: any)
+            raise ValueError(f"seed {self.seed} differs from the stored study's {attrs['seed']}: a resumed "
+                             "study would not continue the same sequence (use the same seed or another "
+                             "study_name)")
+        if attrs["kernel"] != self.kernel:
+            raise ValueError(f"kernel {self.kernel!r} differs from the stored study's {attrs['kernel']!r}")
+        if not isinstance(bandwidth, str) and abs(attrs["bandwidth"] - sigma) > 1e-12 * sigma:
+            raise ValueError(f"bandwidth {sigma} differs from the stored study's {attrs['bandwidth']}")
+        return float(attrs["bandwidth"])
 
     # ------------------------------------------------------------------ plumbing
 
@@ -325,16 +348,54 @@ class SimOptimizer:
                     exc.add_note(f"simgap: embed failed on {name}")
                 raise
             name = f"embed({name})"
-        if device_of(**{name: samples}) != "cpu":  # (a CUDA tensor needs the CUDA build)
-            from ._ops.cuda import as_cuda_matrix
-
-            return as_cuda_matrix(samples, name)  # scored on its GPU
-        return as_matrix(samples, name)
+        # A CUDA tensor stays on its GPU and is scored there (it needs the CUDA build).
+        return as_matrix(samples, name, device=device_of(**{name: samples}))
 
     def _running(self):
         import optuna
 
         return self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+
+    def _trial_id(self, number: int) -> int:
+        return self._storage.get_trial_id_from_study_id_trial_number(self._study_id, number)
+
+    def _fail(self, trials) -> None:
+        for t in trials:
+            self._finish(t.number, {}, None)
+
+    def _claim(self, t) -> dict | None:
+        """Make the abandoned trial ``t`` this session's; its configuration (the parameters a
+        killed ``ask`` left unsuggested are suggested now, as that ask would have), or None if
+        it was finished meanwhile."""
+        import optuna
+
+        trial_id = self._trial_id(t.number)
+        try:
+            self._storage.set_trial_user_attr(trial_id, "session", self._session.token)
+            if all(k in t.params for k in self.space):
+                return dict(t.params)
+            # A fresh Study object: the sampler sees the trials as they are now (and get_trials
+            # makes its storage cache know them all, the trial to complete included).
+            study = optuna.load_study(study_name=self.study.study_name, storage=self._storage,
+                                      sampler=self._sampler_for(t.number))
+            study.get_trials(deepcopy=False)
+            trial = optuna.trial.Trial(study, trial_id)
+            self._suggest(trial)
+            if "round" not in t.user_attrs:
+                trial.set_user_attr("round", max(int(self.study.user_attrs.get(_ATTR + "_rounds", 1)) - 1, 0))
+            return dict(trial.params)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return None
+
+    def _suggest(self, trial) -> None:
+        """Suggest every parameter of the space on ``trial`` (in the space's order)."""
+        for name, p in self.space.items():
+            if isinstance(p, Float):
+                trial.suggest_float(name, p.low, p.high, log=p.log)
+            elif isinstance(p, Int):
+                trial.suggest_int(name, p.low, p.high, log=p.log)
+            else:
+                trial.suggest_categorical(name, list(p.choices))
 
     def _sampler_for(self, number: int):
         import optuna
@@ -387,8 +448,9 @@ class SimOptimizer:
         Parameters
         ----------
         k : int, optional
-            How many (default ``batch_size``).  Configurations asked in an
-            earlier session and never told come first (``pending="reask"``).
+            How many (default ``batch_size``).  Configurations asked by a
+            session that has ended and never told come first
+            (``pending="reask"``; see the class Notes).
 
         Returns
         -------
@@ -397,21 +459,36 @@ class SimOptimizer:
         """
         k = self.batch_size if k is None else as_positive_int(k, "k")
         out = []
-        with _quiet(self.verbose):
-            running = {t.number: t for t in self._running()}
-            while self._reask and len(out) < k:
-                number = self._reask.pop(0)
-                if number in running:
-                    out.append(dict(running[number].params))
+        self._session.renew()
+        with self._session.locked(), _quiet(self.verbose):
+            orphans = self._session.abandoned(self._running())
+            if self._pending_policy == "fail":
+                self._fail(orphans)
+            else:
+                for t in orphans:
+                    if len(out) == k:
+                        break
+                    config = self._claim(t)
+                    if config is not None:
+                        out.append(config)
             if len(out) < k:
                 rnd = int(self.study.user_attrs.get(_ATTR + "_rounds", 0))
                 self.study.set_user_attr(_ATTR + "_rounds", rnd + 1)
                 for _ in range(k - len(out)):
-                    self.study.sampler = self._sampler_for(len(self.study.get_trials(deepcopy=False)))
-                    trial = self.study.ask(self._distributions)
-                    trial.set_user_attr("round", rnd)
-                    out.append(dict(trial.params))
+                    out.append(self._ask_new(rnd))
         return out
+
+    def _ask_new(self, rnd: int) -> dict:
+        """A new trial of this session, sampled with the sampler seeded by its number."""
+        # The seed comes from the trial's own number, known once the trial exists (the built-in
+        # samplers' before_trial, called by ask() with the previous sampler, does nothing), not
+        # from a count of the trials taken before: two sessions asking at once never share a seed.
+        trial = self.study.ask()
+        trial.set_user_attr("session", self._session.token)
+        self.study.sampler = self._sampler_for(trial.number)
+        self._suggest(trial)
+        trial.set_user_attr("round", rnd)
+        return dict(trial.params)
 
     def tell(self, configs: Sequence[Mapping], synthetic_sets: Sequence[Any]) -> np.ndarray:
         """Report what the configurations rendered.
@@ -419,10 +496,11 @@ class SimOptimizer:
         Parameters
         ----------
         configs : list of dict
-            Configurations, usually from :meth:`ask` (matched to the asked
-            trials by value, so plain copies, e.g. read back from JSON, work).  A
-            configuration that was never asked is recorded as a new trial (a
-            warm start from renders you already have).
+            Configurations, usually from :meth:`ask` (matched by value to
+            the trials this session asked, or else to those an ended session
+            left pending, so plain copies, e.g. read back from JSON, work).  A
+            configuration that matches none is recorded as a new trial (a warm
+            start from renders you already have).
         synthetic_sets : list
             One entry per configuration: its samples' latents, shape (m_k, d)
             (raw samples when ``embed`` is given), or None when rendering failed
@@ -433,8 +511,6 @@ class SimOptimizer:
         ndarray of float64, shape (len(configs),)
             The value minimised (MMD^2, or the user objective); NaN for failed ones.
         """
-        import optuna
-
         if isinstance(configs, Mapping) or not isinstance(configs, Sequence):
             raise TypeError("configs must be a list of dicts (one per configuration)")
         if isinstance(synthetic_sets, np.ndarray) or not isinstance(synthetic_sets, Sequence):
@@ -469,40 +545,69 @@ class SimOptimizer:
                     raise ValueError(f"objective returned {v!r} for configs[{i}]; it must return a finite number")
                 values[i] = float(v)
 
-        with _quiet(self.verbose):
-            running = list(self._running())
+        self._session.renew()
+        with self._session.locked(), _quiet(self.verbose):
+            running = self._running()
+            mine = [t for t in running if t.user_attrs.get("session") == self._session.token]
+            orphans = None
             order = int(self.study.user_attrs.get(_ATTR + "_told", 0))
             for i, cfg in enumerate(checked):
-                match = next((t for t in running if _same(t.params, cfg)), None)
+                # the trial this session asked with this configuration; else an abandoned one
+                match = next((t for t in mine if _same(t.params, cfg)), None)
+                if match is not None:
+                    mine.remove(match)
+                else:
+                    if orphans is None:
+                        orphans = [t for t in self._session.abandoned(running)
+                                   if all(k in t.params for k in self.space)]
+                    match = next((t for t in orphans if _same(t.params, cfg)), None)
+                    if match is not None:
+                        orphans.remove(match)
+                        if self._claim(match) is None:
+                            match = None
                 attrs = {"order": order, "n_samples": 0 if latents[i] is None else int(latents[i].shape[0])}
                 if latents[i] is not None:
                     attrs["mmd2"] = float(gaps[i])
-                if match is not None:
-                    running.remove(match)
-                    if match.number in self._reask:
-                        self._reask.remove(match.number)
-                    trial_id = self._storage.get_trial_id_from_study_id_trial_number(self._study_id, match.number)
-                    for key, val in attrs.items():
-                        self._storage.set_trial_user_attr(trial_id, key, val)
-                    if latents[i] is None:
-                        self.study.tell(match.number, state=optuna.trial.TrialState.FAIL)
-                    else:
-                        self.study.tell(match.number, float(values[i]))
-                else:
-                    told = next((t.number for t in self.study.get_trials(deepcopy=False)
-                                 if t.state.is_finished() and _same(t.params, cfg)), None)
-                    if told is not None:
-                        warnings.warn(f"configs[{i}] was already told (trial {told}); it is recorded again, as a "
-                                      "new trial", stacklevel=2)
-                    attrs["round"] = -1
-                    self.study.add_trial(optuna.trial.create_trial(
-                        params=cfg, distributions=self._distributions, user_attrs=attrs,
-                        state=(optuna.trial.TrialState.FAIL if latents[i] is None
-                               else optuna.trial.TrialState.COMPLETE),
-                        value=None if latents[i] is None else float(values[i])))
+                value = None if latents[i] is None else float(values[i])
+                if match is None or not self._finish(match.number, attrs, value):
+                    self._add(cfg, attrs, value, f"configs[{i}]")
                 order += 1
             self.study.set_user_attr(_ATTR + "_told", order)
         return values
+
+    def _finish(self, number: int, attrs: dict, value: float | None) -> bool:
+        """Tell the running trial ``number``; False if another session finished it first."""
+        import optuna
+
+        trial_id = self._trial_id(number)
+        try:
+            for key, val in attrs.items():
+                self._storage.set_trial_user_attr(trial_id, key, val)
+            if value is None:
+                self.study.tell(number, state=optuna.trial.TrialState.FAIL)
+            else:
+                self.study.tell(number, value)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return False
+        except ValueError:  # optuna's "Cannot tell a COMPLETE trial": finished since the check
+            if self._storage.get_trial(trial_id).state.is_finished():
+                return False
+            raise
+        return True
+
+    def _add(self, cfg: dict, attrs: dict, value: float | None, name: str) -> None:
+        """Record a configuration that matches no pending trial as a new, finished trial."""
+        import optuna
+
+        told = next((t.number for t in self.study.get_trials(deepcopy=False)
+                     if t.state.is_finished() and _same(t.params, cfg)), None)
+        if told is not None:
+            warnings.warn(f"{name} was already told (trial {told}); it is recorded again, as a "
+                          "new trial", stacklevel=3)
+        self.study.add_trial(optuna.trial.create_trial(
+            params=cfg, distributions=self._distributions, user_attrs={**attrs, "round": -1},
+            state=optuna.trial.TrialState.FAIL if value is None else optuna.trial.TrialState.COMPLETE,
+            value=value))
 
     def optimize(self, simulate_fn: Callable[[dict], Any], n_rounds: int, *, batch_size: int | None = None,
                  callback: Callable | None = None) -> "SimOptimizer":
@@ -541,60 +646,37 @@ class SimOptimizer:
 
     # ------------------------------------------------------------------ results
 
-    def _complete(self):
-        import optuna
-
-        return self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-
-    def _best(self):
-        done = self._complete()
-        if not done:
-            raise RuntimeError("no configuration has been evaluated yet; call tell() or optimize() first")
-        return min(done, key=lambda t: (t.value, t.number))
-
     @property
     def best_config(self) -> dict:
         """The evaluated configuration with the lowest value (a dict)."""
-        return dict(self._best().params)
+        return dict(best_trial(self.study).params)
 
     @property
     def best_value(self) -> float:
         """Its value: the MMD^2 to the real set (or the user objective)."""
-        return float(self._best().value)
+        return float(best_trial(self.study).value)
 
     @property
     def best_mmd2(self) -> float:
         """The MMD^2 of :attr:`best_config` (equal to :attr:`best_value` without a user objective)."""
-        return float(self._best().user_attrs["mmd2"])
+        return float(best_trial(self.study).user_attrs["mmd2"])
 
     @property
     def pending(self) -> list[dict]:
-        """Configurations asked but not yet told."""
-        return [dict(t.params) for t in self._running()]
+        """Configurations asked but not yet told (by any session of the study)."""
+        return [dict(t.params) for t in self._running() if all(k in t.params for k in self.space)]
 
     @property
     def n_evaluated(self) -> int:
         """Number of configurations told with a result."""
-        return len(self._complete())
+        return len(complete_trials(self.study))
 
     @property
     def history(self):
         """Every trial as a pandas DataFrame: trial, round, order (position in
         the order results were told), state, value, mmd2, n_samples, then one
         column per parameter."""
-
-        rows = []
-        for t in self.study.get_trials(deepcopy=False):
-            row = {"trial": t.number, "round": t.user_attrs.get("round", -1),
-                   "order": t.user_attrs.get("order", -1), "state": t.state.name.lower(),
-                   "value": np.nan if t.value is None else float(t.value),
-                   "mmd2": float(t.user_attrs.get("mmd2", np.nan)),
-                   "n_samples": int(t.user_attrs.get("n_samples", 0))}
-            for k in self.space:
-                row[k] = t.params.get(k)
-            rows.append(row)
-        cols = ["trial", "round", "order", "state", "value", "mmd2", "n_samples", *self.space]
-        return space_frame({c: [r[c] for r in rows] for c in cols}, self.space, columns=cols)
+        return history_frame(self.study, self.space)
 
     def convergence(self) -> dict[str, np.ndarray]:
         """Data for a convergence plot, in the order results were told.
@@ -606,20 +688,14 @@ class SimOptimizer:
             call's value), ``best`` (the best value so far), ``mmd2``, ``round``
             and ``trial``.
         """
-        done = sorted(self._complete(), key=lambda t: (t.user_attrs.get("order", 0), t.number))
-        value = np.array([t.value for t in done], dtype=np.float64)
-        return {
-            "calls": np.arange(1, len(done) + 1),
-            "value": value,
-            "best": np.minimum.accumulate(value) if value.size else value,
-            "mmd2": np.array([t.user_attrs.get("mmd2", np.nan) for t in done], dtype=np.float64),
-            "round": np.array([t.user_attrs.get("round", -1) for t in done], dtype=np.int64),
-            "trial": np.array([t.number for t in done], dtype=np.int64),
-        }
+        return convergence_arrays(self.study)
 
     def close(self) -> None:
-        """Release the database connection (the study stays in the storage)."""
-        engine = getattr(self._storage, "engine", None)
+        """End this session and release the database connection (the study stays in the
+        storage; configurations this session asked and did not tell are then pending for the
+        next session that asks)."""
+        self._session.end()
+        engine = getattr(getattr(self, "_storage", None), "engine", None)
         if engine is not None:
             engine.dispose()
 
@@ -634,7 +710,7 @@ class SimOptimizer:
         storage = self._storage_arg if self._storage_arg is None or isinstance(self._storage_arg, str) \
             else type(self._storage_arg).__name__
         return (f"SimOptimizer(strategy={strategy!r}, evaluated={self.n_evaluated}, "
-                f"pending={len(self._running())}, storage={storage!r})")
+                f"pending={len(self.pending)}, storage={storage!r})")
 
 
 def _same(params: Mapping, cfg: Mapping) -> bool:
