@@ -10,10 +10,12 @@ import pytest
 
 import simgap
 
+# Public modules and packages (their submodules included), and the compute
+# layer's backend module, which holds simgap.backends().
 MODULES = sorted(
     name
-    for _, name, _ in pkgutil.iter_modules(simgap.__path__, "simgap.")
-    if not name.split(".")[-1].startswith("_") or name.endswith("_backend")
+    for _, name, _ in pkgutil.walk_packages(simgap.__path__, "simgap.")
+    if not any(part.startswith("_") for part in name.split(".")[1:]) or name == "simgap._ops.backend"
 )
 
 
