@@ -21,16 +21,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ._util.checks import as_real
+
 __all__ = ["Categorical", "Float", "Int", "as_space", "as_table", "check_table", "infer_space", "sample_space"]
-
-
-def _real(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -58,7 +51,7 @@ class Float:
     log: bool = False
 
     def __post_init__(self) -> None:
-        low, high = _real(self.low, "low"), _real(self.high, "high")
+        low, high = as_real(self.low, "low"), as_real(self.high, "high")
         if low > high:
             raise ValueError(f"low must be <= high; got low={low}, high={high}")
         if not isinstance(self.log, (bool, np.bool_)):
